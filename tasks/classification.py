@@ -1,0 +1,64 @@
+"""Classification: cross-entropy (optionally label-smoothed) and torchmetrics accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from tasks.base import ZooTask
+
+
+class ClassificationTask(ZooTask):
+    """Train any registry classifier: logs ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``."""
+
+    monitor = ("val/acc", "max")
+
+    def __init__(
+        self,
+        *,
+        model: dict[str, Any],
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        channels_last: bool | str = "auto",
+        log_every_n_steps: int = 50,
+    ) -> None:
+        super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
+                         log_every_n_steps=log_every_n_steps)
+        self.label_smoothing = label_smoothing
+        num_classes = self.model_kwargs.get("num_classes", 10)
+        self.train_loss = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.to_model_input(x))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y, label_smoothing=self.label_smoothing)
+        self.train_loss.update(loss.detach())
+        self.log_train("train/loss", loss)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute())
+        self.train_loss.reset()
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val", batch_size=len(y),
+                 sync_dist=True)
+        acc.update(logits, y)
+        self.log(f"{stage}/acc", acc, prog_bar=True, on_epoch=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc)

@@ -1,0 +1,85 @@
+"""One training run from a composed Hydra config: data, task, Trainer -> fit -> test -> metrics.json.
+
+``train.py`` calls :func:`run` under ``@hydra.main``; tests call it on a config from ``hydra.compose``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from tasks.callbacks import SpeedMonitor
+from zoo.registry import count_params
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (null entries are off)."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def _scalar(v: Any) -> Any:
+    return v.item() if isinstance(v, torch.Tensor) else v
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer, SpeedMonitor]:
+    """Instantiate the data module, the task and the Trainer of a composed config."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    task = instantiate(cfg.task, model=model_cfg, _convert_="all")
+    speed = SpeedMonitor()
+    callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
+    loggers = _instantiate_all(cfg.get("logger")) or False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                          default_root_dir=cfg.paths.output_dir)
+    return datamodule, task, trainer, speed
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    datamodule, task, trainer, speed = build(cfg)
+
+    t0 = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_time = time.perf_counter() - t0
+
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path else None
+    results = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False) if cfg.get("test", True) else [{}]
+
+    metrics: dict[str, Any] = {
+        "model": task.model_name,
+        "data": cfg.data.get("dataset", cfg.data.get("_target_")),
+        **{k: _scalar(v) for k, v in results[0].items()},
+        "params": count_params(task.model),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_time_s": round(train_time, 2),
+        "samples_per_s": round(speed.samples_per_s, 1),
+        "best_checkpoint": best,
+        "seed": cfg.seed,
+    }
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+        print(f"[{metrics['model']} on {metrics['data']}] {shown}  params={metrics['params']:,}  "
+              f"epochs={metrics['epochs']}  train_time={train_time:.1f}s  "
+              f"samples/s={metrics['samples_per_s']:.0f}  -> {out / 'metrics.json'}")
+    return metrics

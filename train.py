@@ -1,0 +1,28 @@
+"""Train any zoo model on any dataset: ``python train.py model=resnet20 data=cifar10 trainer.max_epochs=5``.
+
+Errors caused by the request (unknown names, missing data, bad values) print one message and exit 2;
+set ``HYDRA_FULL_ERROR=1`` for the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from tasks.cli_checks import check_overrides, report_user_error
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from tasks.runner import run  # heavy imports after the config is known to compose
+
+    with report_user_error():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    check_overrides(sys.argv[1:], os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"))
+    main()

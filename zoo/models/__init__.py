@@ -1,0 +1,3 @@
+"""Model families. Importing a family module registers its builders."""
+
+from zoo.models import cnn, mlp, resnet  # noqa: F401

@@ -1,0 +1,166 @@
+"""The model registry: one name, one builder, one set of metadata.
+
+Like torchvision's registry it is strict (a duplicate name is an error); like timm's, a builder's
+function name is its registry name, and wildcards select families of models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = [
+    "ModelInfo",
+    "UnknownModelError",
+    "ZooError",
+    "count_params",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]
+
+MODALITIES = ("image", "text", "speech", "timeseries", "tabular")
+
+
+class ZooError(Exception):
+    """An error caused by what the user asked for; its message says what to do next."""
+
+
+class UnknownModelError(ZooError, KeyError):
+    """A registry name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model without building it."""
+
+    name: str
+    builder: Callable[..., nn.Module] = field(repr=False)
+    family: str
+    modality: str
+    tasks: tuple[str, ...]
+    input_shape: tuple[int, ...] | None = None  # default input of one sample, e.g. (1, 28, 28)
+    paper: str = ""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The builder's keyword arguments and their defaults."""
+        sig = inspect.signature(self.builder)
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    family: str,
+    modality: str,
+    tasks: Iterable[str],
+    input_shape: tuple[int, ...] | None = None,
+    paper: str = "",
+    name: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder under its function name (or ``name``). A duplicate name is an error."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            other = _REGISTRY[key].builder
+            raise ValueError(
+                f"model name {key!r} is already registered by {other.__module__}.{other.__qualname__}; "
+                "registry names must be unique"
+            )
+        _REGISTRY[key] = ModelInfo(
+            name=key,
+            builder=fn,
+            family=family,
+            modality=modality,
+            tasks=tuple(tasks),
+            input_shape=input_shape,
+            paper=paper,
+        )
+        return fn
+
+    return decorator
+
+
+def _ensure_models_imported() -> None:
+    # Importing the families registers them; done lazily so `import zoo.registry` stays cheap.
+    import zoo.models  # noqa: F401
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a registered model; an unknown name raises :class:`UnknownModelError`."""
+    _ensure_models_imported()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Run `zoo list` (or zoo.list_models()) to see all "
+            f"{len(_REGISTRY)} registered models."
+        ) from None
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model: ``create_model("resnet20", num_classes=10)``.
+
+    Names prefixed ``timm/`` or ``torchvision/`` build those libraries' architectures
+    (randomly initialised) with the same ``num_classes``/``in_chans`` vocabulary.
+    """
+    if "/" in name:
+        from zoo.external import create_external_model
+
+        return create_external_model(name, **kwargs)
+    info = model_info(name)
+    try:
+        inspect.signature(info.builder).bind(**kwargs)
+    except TypeError as e:
+        accepted = ", ".join(info.defaults) or "none"
+        raise ZooError(f"model {name!r} does not take these arguments ({e}). It accepts: {accepted}.") from None
+    return info.builder(**kwargs)
+
+
+def list_models(
+    pattern: str | Iterable[str] = "*",
+    *,
+    family: str | None = None,
+    modality: str | None = None,
+    task: str | None = None,
+) -> list[str]:
+    """Sorted registry names matching a wildcard pattern (or several) and optional filters."""
+    _ensure_models_imported()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted(
+        name
+        for name, info in _REGISTRY.items()
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        and (family is None or info.family == family)
+        and (modality is None or info.modality == modality)
+        and (task is None or task in info.tasks)
+    )
+
+
+def count_params(model: nn.Module | str, *, trainable_only: bool = False, **kwargs: Any) -> int:
+    """Parameter count of a model, or of a registry name built with ``kwargs``."""
+    if isinstance(model, str):
+        model = create_model(model, **kwargs)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
