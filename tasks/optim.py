@@ -43,14 +43,18 @@ def build_scheduler(
         raise ZooError(f"task.scheduler.name={name!r}; choose one of {', '.join(SCHEDULES)}")
     total_steps = max(1, int(total_steps))
     warmup = int(warmup_steps * total_steps) if 0 < warmup_steps < 1 else int(warmup_steps)
-    if name == "onecycle":
+    if name == "onecycle" and total_steps >= 4:
         max_lr = [g["lr"] for g in optimizer.param_groups]
-        pct = warmup / total_steps if warmup else 0.25
+        # OneCycleLR needs at least two steps in each phase
+        pct = min(max(warmup / total_steps if warmup else 0.25, 2 / total_steps), 1 - 2 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps,
                                                    pct_start=pct, final_div_factor=1e3)
     if name == "step":
         every = int(step_size * total_steps) if step_size < 1 else int(step_size)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, every), gamma=gamma)
+
+    if name == "onecycle":  # too short for one cycle: warmup then flat
+        name = "constant"
 
     def factor(step: int) -> float:
         if step < warmup:

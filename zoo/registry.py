@@ -21,6 +21,7 @@ __all__ = [
     "ZooError",
     "count_params",
     "create_model",
+    "example_inputs",
     "list_models",
     "model_info",
     "register_model",
@@ -51,6 +52,7 @@ class ModelInfo:
     tasks: tuple[str, ...]
     input_shape: tuple[int, ...] | None = None  # default input of one sample, e.g. (1, 28, 28)
     paper: str = ""
+    example: Callable[[int], tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ def register_model(
     input_shape: tuple[int, ...] | None = None,
     paper: str = "",
     name: str | None = None,
+    example: Callable[[int], tuple[Any, ...]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name (or ``name``). A duplicate name is an error."""
     if modality not in MODALITIES:
@@ -95,6 +98,7 @@ def register_model(
             tasks=tuple(tasks),
             input_shape=input_shape,
             paper=paper,
+            example=example,
         )
         return fn
 
@@ -157,6 +161,24 @@ def list_models(
         and (modality is None or info.modality == modality)
         and (task is None or task in info.tasks)
     )
+
+
+def example_inputs(name: str, batch: int = 2) -> tuple[Any, ...]:
+    """Positional inputs for a forward pass of ``create_model(name)`` with default arguments.
+
+    Models with an unusual forward register an ``example`` function; otherwise the default input
+    follows from ``input_shape`` and the modality (random token ids below 100 for text).
+    """
+    import torch
+
+    info = model_info(name)
+    if info.example is not None:
+        return tuple(info.example(batch))
+    if info.input_shape is None:
+        raise ValueError(f"model {name!r} declares neither input_shape nor example")
+    if info.modality == "text":
+        return (torch.randint(0, 100, (batch, *info.input_shape)),)
+    return (torch.randn(batch, *info.input_shape),)
 
 
 def count_params(model: nn.Module | str, *, trainable_only: bool = False, **kwargs: Any) -> int:

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real data root, and composing the real Hydra config in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data root. Tests that need data fail (never skip) when it is missing: CI must run them."""
+    root = os.environ.get("ZOO_DATA_DIR")
+    if not root or not Path(root).is_dir():
+        pytest.fail("set ZOO_DATA_DIR to the data root (e.g. ../shared/data); real-data tests never skip")
+    return Path(root)
+
+
+@pytest.fixture
+def compose_cfg(tmp_path, data_dir):
+    """``compose_cfg(*overrides)`` -> the composed training config, writing into ``tmp_path``."""
+
+    def _compose(*overrides: str, return_hydra_config: bool = False):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(
+                "train",
+                overrides=[f"paths.output_dir={tmp_path}", f"paths.data_dir={data_dir}", *overrides],
+                return_hydra_config=return_hydra_config,
+            )
+
+    return _compose
+
+
+def fast_overrides(*extra: str) -> list[str]:
+    """A short CPU run: tiny limits, no progress bar redraws."""
+    return [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.progress_bar=null",
+        *extra,
+    ]

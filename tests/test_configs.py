@@ -1,0 +1,61 @@
+"""Every model config composes with every compatible data config, and maps 1:1 onto its builder."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import zoo
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+MODEL_CONFIGS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+IMAGE_DATA = ["mnist", "fashion_mnist", "cifar10"]
+
+
+def _model_name(cfg):
+    return cfg.model.name
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_registered_model_has_a_config(name):
+    assert (CONF / "model" / f"{name}.yaml").is_file(), f"add conf/model/{name}.yaml"
+
+
+@pytest.mark.parametrize("config", MODEL_CONFIGS)
+def test_model_config_keys_are_builder_kwargs(config, compose_cfg):
+    cfg = compose_cfg(f"model={config}")
+    name = cfg.model.name
+    if "/" in name:  # timm/... and torchvision/... pass through to those libraries
+        return
+    accepted = set(zoo.model_info(name).defaults)
+    extra = set(cfg.model) - accepted - {"name"}
+    assert not extra, f"conf/model/{config}.yaml has keys the builder {name} does not take: {extra}"
+
+
+@pytest.mark.parametrize("data", IMAGE_DATA)
+@pytest.mark.parametrize("model", zoo.list_models(modality="image", task="classify"))
+def test_image_classifier_composes_and_instantiates_with_image_data(model, data, compose_cfg):
+    cfg = compose_cfg(f"model={model}", f"data={data}")
+    task = instantiate(cfg.task, model=OmegaConf.to_container(cfg.model, resolve=True), _convert_="all")
+    dm = instantiate(cfg.data, _convert_="all")
+    assert task.model_name == model
+    assert task.model_kwargs["num_classes"] == dm.num_classes
+    assert task.model_kwargs["in_chans"] == dm.in_chans
+
+
+def test_defaults_train_lenet5_on_mnist(compose_cfg):
+    cfg = compose_cfg()
+    assert (cfg.model.name, cfg.data.dataset, cfg.task._target_) == ("lenet5", "mnist", "tasks.ClassificationTask")
+    assert cfg.monitor.metric == "val/acc"
+
+
+def test_data_root_defaults_to_the_environment(monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setenv("ZOO_DATA_DIR", "/some/where")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.output_dir=."])
+    assert cfg.data.root == "/some/where"

@@ -1,0 +1,70 @@
+"""train.py's run, composed in-process: metrics.json, real learning, reproducibility, clear failures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.runner import run
+from tests.conftest import fast_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fast_dev_run_writes_metrics(compose_cfg, tmp_path):
+    metrics = run(compose_cfg("trainer.fast_dev_run=true", "callbacks.progress_bar=null"))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == metrics
+    for key in ("model", "data", "test/acc", "test/loss", "params", "epochs", "train_time_s", "samples_per_s"):
+        assert key in saved, key
+    assert (saved["model"], saved["data"], saved["params"]) == ("lenet5", "mnist", 61706)
+
+
+def test_lenet5_learns_real_mnist(compose_cfg):
+    # about 7700 real training images, one epoch: chance is 10%
+    cfg = compose_cfg(*fast_overrides("trainer.limit_train_batches=60", "data.batch_size=128",
+                                      "trainer.limit_test_batches=2"))
+    metrics = run(cfg)
+    assert metrics["test/acc"] > 0.80, metrics
+    assert metrics["samples_per_s"] > 0
+
+
+def test_resnet20_trains_on_cifar10_with_augmentation(compose_cfg):
+    metrics = run(compose_cfg(*fast_overrides("data=cifar10", "data.batch_size=32")))
+    assert metrics["model"] == "resnet20" and 0.0 <= metrics["test/acc"] <= 1.0
+    assert metrics["steps"] == 3
+
+
+def test_same_seed_same_metrics(compose_cfg, tmp_path):
+    runs = []
+    for i in range(2):
+        cfg = compose_cfg(*fast_overrides("model=mlp", "trainer.limit_train_batches=10", "seed=7",
+                                          f"paths.output_dir={tmp_path / str(i)}"))
+        m = run(cfg)
+        runs.append({k: v for k, v in m.items() if k.startswith("test/")})
+    assert runs[0] == runs[1]
+
+
+def _train_cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_unknown_model_fails_with_close_matches():
+    r = _train_cli("model=resnet21")
+    assert r.returncode == 2
+    assert "unknown model 'resnet21'" in r.stderr and "resnet20" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_missing_data_root_fails_with_what_to_do(tmp_path):
+    r = _train_cli(f"paths.data_dir={tmp_path / 'missing'}", "data.download=false",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "data files not found" in r.stderr and "ZOO_DATA_DIR" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
