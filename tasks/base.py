@@ -58,6 +58,12 @@ class ZooTask(L.LightningModule):
         if self.global_step % self.log_every_n_steps == 0:
             self.log(name, value, prog_bar=prog_bar, on_step=True, on_epoch=False)
 
+    def on_train_epoch_end(self) -> None:
+        # The learning rate once per epoch, for the learning curves (callbacks=full logs it every step).
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        if optimizers:
+            self.log("lr", optimizers[0].param_groups[0]["lr"])
+
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer or {})
         sched_cfg = dict(self.hparams.scheduler or {})

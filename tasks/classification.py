@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from tasks.base import ZooTask
@@ -31,7 +30,8 @@ class ClassificationTask(ZooTask):
                          log_every_n_steps=log_every_n_steps)
         self.label_smoothing = label_smoothing
         num_classes = self.model_kwargs.get("num_classes", 10)
-        self.train_loss = MeanMetric()
+        self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)  # epoch mean without a Metric
+        self._loss_steps = 0
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -41,13 +41,17 @@ class ClassificationTask(ZooTask):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self(x), y, label_smoothing=self.label_smoothing)
-        self.train_loss.update(loss.detach())
+        self._loss_sum += loss.detach()
+        self._loss_steps += 1
         self.log_train("train/loss", loss)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss_epoch", self.train_loss.compute())
-        self.train_loss.reset()
+        super().on_train_epoch_end()
+        if self._loss_steps:
+            self.log("train/loss_epoch", self._loss_sum / self._loss_steps, sync_dist=True)
+        self._loss_sum.zero_()
+        self._loss_steps = 0
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy) -> None:
         x, y = batch
