@@ -1,5 +1,7 @@
 """Train any zoo model on any dataset: ``python train.py model=resnet20 data=cifar10 trainer.max_epochs=5``.
 
+Resume a killed or interrupted run with ``python train.py resume=outputs/<date>/<time>``.
+
 Errors caused by the request (unknown names, missing data, bad values) print one message and exit 2;
 set ``HYDRA_FULL_ERROR=1`` for the full traceback.
 """
@@ -12,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tasks.cli_checks import check_overrides, report_user_error
+from tasks.cli_checks import check_overrides, expand_resume, report_user_error
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
@@ -24,5 +26,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_resume(sys.argv[1:])  # resume=RUN_DIR: continue a killed run in its own folder
     check_overrides(sys.argv[1:], os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"))
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import lightning as L
@@ -44,6 +45,7 @@ class ZooTask(L.LightningModule):
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.log_every_n_steps = log_every_n_steps
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
@@ -63,6 +65,21 @@ class ZooTask(L.LightningModule):
         optimizers = self.trainer.optimizers if self._trainer is not None else []
         if optimizers:
             self.log("lr", optimizers[0].param_groups[0]["lr"])
+
+    # -- exact resumption: the random streams (augmentation, dropout, noise) travel with the checkpoint --
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # Restored here, after Lightning's own set-up has consumed whatever randomness it needs.
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore["torch"])
+            state = self._rng_to_restore["python"]
+            random.setstate((state[0], tuple(state[1]), state[2]))
+            self._rng_to_restore = None
 
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer or {})

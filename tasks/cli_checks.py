@@ -49,6 +49,30 @@ def check_overrides(argv: Sequence[str], conf_dir: str | Path) -> None:
             fail(f"unknown {key} {v!r}. {hint}Available {key} configs: {', '.join(options)}.")
 
 
+def expand_resume(argv: Sequence[str]) -> list[str]:
+    """``resume=RUN_DIR`` -> that run's own overrides + ``hydra.run.dir=RUN_DIR ckpt_path=last``.
+
+    The resumed run writes into the same folder, continues from ``checkpoints/last.ckpt`` (optimizer,
+    scheduler, RNG and data position included) and ends with the metrics the uninterrupted run would have.
+    Overrides given after ``resume=`` are applied on top (e.g. a larger ``trainer.max_epochs``).
+    """
+    args = list(argv)
+    resume = [a for a in args if a.startswith("resume=")]
+    if not resume:
+        return args
+    run_dir = Path(resume[-1].split("=", 1)[1]).expanduser()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        fail(f"resume={run_dir}: no run folder there ({saved} is missing). Pass the folder of the run to "
+             "resume, e.g. resume=outputs/2026-01-31/12-00-00-000000.")
+    import yaml  # PyYAML comes with Hydra; imported here so that train.py stays quick when not resuming
+
+    skip = ("hydra.run.dir=", "ckpt_path=", "resume=")
+    previous = [o for o in yaml.safe_load(saved.read_text()) or [] if not o.startswith(skip)]
+    extra = [a for a in args if not a.startswith("resume=")]
+    return [*previous, *extra, f"hydra.run.dir={run_dir}", "ckpt_path=last"]
+
+
 def _user_error(e: BaseException) -> ZooError | None:
     """The ZooError behind ``e`` (Hydra wraps errors raised while instantiating), if any."""
     seen = set()

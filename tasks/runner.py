@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from tasks.callbacks import SpeedMonitor
+from tasks.checkpoints import check_resumable
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -50,19 +51,37 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     return datamodule, task, trainer, speed
 
 
+def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
+    """``last`` means this run folder's checkpoints/last.ckpt; no checkpoint yet means a fresh start."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        last = out / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            log.warning("ckpt_path=last but %s does not exist yet: starting from scratch", last)
+            return None
+        return str(last)
+    return str(ckpt_path)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics."""
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     datamodule, task, trainer, speed = build(cfg)
 
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out)
+    if ckpt_path is not None:
+        check_resumable(ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
     t0 = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_time = time.perf_counter() - t0
 
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path else None
-    results = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False) if cfg.get("test", True) else [{}]
+    results = [{}]
+    if cfg.get("test", True):
+        results = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
     metrics: dict[str, Any] = {
         "model": task.model_name,
