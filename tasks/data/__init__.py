@@ -1,0 +1,7 @@
+"""Lightning DataModules over real datasets, read from a local data root (default: $ZOO_DATA_DIR)."""
+
+from tasks.data.integrity import DataError
+from tasks.data.loader import TensorBatchLoader
+from tasks.data.vision import VisionDataModule
+
+__all__ = ["DataError", "TensorBatchLoader", "VisionDataModule"]

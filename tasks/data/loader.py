@@ -1,0 +1,79 @@
+"""A whole-batch loader over in-memory tensors.
+
+Per-sample collation costs 1-2 ms a step on this machine (PERFORMANCE.md); slicing a permutation of
+tensors that already sit in memory costs microseconds. The loader is stateful, so Lightning saves
+its position in checkpoints and a resumed run continues with the very batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class TensorBatchLoader:
+    """Yields tuples of batches sliced from ``tensors`` (all of equal first dimension).
+
+    Shuffling uses its own generator seeded with ``seed + epoch``, so the order of every epoch is
+    reproducible and independent of the global RNG. ``rank``/``world_size`` shard each epoch's
+    permutation for distributed training (every rank gets the same number of batches).
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorBatchLoader needs one or more tensors of equal length")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.tensors = tensors
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        self._start = 0  # batches of the current epoch to skip (set when resuming)
+        self._yielded = 0
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch."""
+        n = len(self.tensors[0])
+        return n // self.world_size if self.world_size > 1 else n
+
+    def __len__(self) -> int:
+        n, bs = self.num_samples, self.batch_size
+        return n // bs if self.drop_last else -(-n // bs)
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:  # every rank takes a strided share of equal size
+            idx = idx[self.rank : self.num_samples * self.world_size : self.world_size]
+        return idx
+
+    def __iter__(self):
+        idx, bs = self._indices(), self.batch_size
+        start, self._start = self._start, 0
+        for b in range(start, len(self)):
+            self._yielded = b + 1
+            sel = idx[b * bs : (b + 1) * bs]
+            yield tuple(t[sel] for t in self.tensors)
+        self.epoch += 1
+        self._yielded = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self._start = state["epoch"], state["batches"]

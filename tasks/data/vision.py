@@ -1,0 +1,212 @@
+"""Image datasets held in memory as uint8 tensors; normalisation and augmentation run on whole batches."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torchvision import datasets as tvd
+
+from tasks.data.augment import random_crop_flip
+from tasks.data.integrity import DataError, missing_files_error, verify_file
+from tasks.data.loader import TensorBatchLoader
+
+Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
+
+
+def _read_idx_gz(path: Path, magic: int) -> torch.Tensor:
+    """Read an MNIST idx file straight from its .gz (so the data root is never written to)."""
+    data = gzip.decompress(path.read_bytes())
+    ndim = magic & 0xFF
+    header = [int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in range(ndim + 1)]
+    if header[0] != magic:
+        raise DataError(f"{path} is not an idx file (magic {header[0]}, expected {magic}); replace the file.")
+    shape = header[1:]
+    t = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 * (ndim + 1))
+    if t.numel() != torch.Size(shape).numel():
+        raise DataError(f"{path} is truncated: {t.numel()} values for shape {shape}; replace the file.")
+    return t.view(*shape)
+
+
+def _load_mnist_like(cls: type[tvd.MNIST], root: Path, train: bool, download: bool, manifest: str | None) -> Arrays:
+    raw = f"{cls.__name__}/raw"
+    prefix = "train" if train else "t10k"
+    images_gz = next(f for f, _ in cls.resources if f.startswith(f"{prefix}-images"))
+    labels_gz = next(f for f, _ in cls.resources if f.startswith(f"{prefix}-labels"))
+    md5 = dict(cls.resources)
+    if all((root / raw / f).is_file() for f in (images_gz, labels_gz)):
+        for f in (images_gz, labels_gz):
+            verify_file(root, f"{raw}/{f}", md5=md5[f], manifest=manifest)
+        x = _read_idx_gz(root / raw / images_gz, 2051)
+        y = _read_idx_gz(root / raw / labels_gz, 2049)
+    elif all((root / raw / f.removesuffix(".gz")).is_file() for f in (images_gz, labels_gz)):
+        from torchvision.datasets.mnist import read_image_file, read_label_file
+
+        x = read_image_file(str(root / raw / images_gz.removesuffix(".gz")))
+        y = read_label_file(str(root / raw / labels_gz.removesuffix(".gz")))
+    elif download:
+        try:
+            ds = cls(str(root), train=train, download=True)
+        except Exception as e:  # network errors come in many types
+            raise missing_files_error(cls.__name__, root, [f"{raw}/{images_gz}", f"{raw}/{labels_gz}"],
+                                      download=True) from e
+        x, y = ds.data, ds.targets
+    else:
+        raise missing_files_error(cls.__name__, root, [f"{raw}/{images_gz}", f"{raw}/{labels_gz}"], download=False)
+    return x.unsqueeze(1).contiguous(), y.long()  # (N, 28, 28) -> (N, 1, 28, 28)
+
+
+def _load_cifar(cls: type[tvd.CIFAR10], root: Path, train: bool, download: bool, manifest: str | None) -> Arrays:
+    class Verified(cls):  # torchvision's reader, our integrity check (md5, or the data root's sha256 manifest)
+        def _check_integrity(self) -> bool:
+            files = [(f"{self.base_folder}/{f}", md5) for f, md5 in self.train_list + self.test_list]
+            if not all((root / f).is_file() for f, _ in files):
+                return False
+            for f, md5 in files:
+                verify_file(root, f, md5=md5, manifest=manifest)
+            return True
+
+    try:
+        ds = Verified(str(root), train=train, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted" / download failures
+        files = [f"{cls.base_folder}/{f}" for f, _ in cls.train_list + cls.test_list]
+        raise missing_files_error(cls.__name__, root, files, download=download) from e
+    except OSError as e:
+        files = [f"{cls.base_folder}/{f}" for f, _ in cls.train_list + cls.test_list]
+        raise missing_files_error(cls.__name__, root, files, download=download) from e
+    x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return x, torch.tensor(ds.targets, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    load: Callable[[Path, bool, bool, str | None], Arrays]
+    num_classes: int
+    in_chans: int
+    img_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+DATASETS: dict[str, VisionSpec] = {
+    "mnist": VisionSpec(functools.partial(_load_mnist_like, tvd.MNIST), 10, 1, 28, (0.1307,), (0.3081,)),
+    "fashion_mnist": VisionSpec(functools.partial(_load_mnist_like, tvd.FashionMNIST), 10, 1, 28,
+                                (0.2860,), (0.3530,)),
+    "cifar10": VisionSpec(functools.partial(_load_cifar, tvd.CIFAR10), 10, 3, 32,
+                          (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": VisionSpec(functools.partial(_load_cifar, tvd.CIFAR100), 100, 3, 32,
+                           (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+@functools.lru_cache(maxsize=8)
+def load_arrays(dataset: str, root: str, train: bool, download: bool, manifest: str | None) -> Arrays:
+    """A whole split as tensors, read once per process."""
+    return DATASETS[dataset].load(Path(root), train, download, manifest)
+
+
+class VisionDataModule(L.LightningDataModule):
+    """MNIST, Fashion-MNIST, CIFAR-10/100 as in-memory tensors with batched normalisation and augmentation.
+
+    A validation split of ``val_size`` images is carved from the training set with ``split_seed``.
+    ``num_classes``/``in_chans``/``img_size`` are facts about the dataset that model configs
+    interpolate; given here, they are checked against the dataset.
+    """
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        root: str,
+        batch_size: int = 256,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        seed: int = 0,
+        augment: str | None = None,
+        normalize: bool = True,
+        download: bool = True,
+        manifest: str | None = "checksums.sha256",
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        img_size: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise DataError(f"unknown image dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        self.spec = spec = DATASETS[dataset]
+        for key, given in (("num_classes", num_classes), ("in_chans", in_chans), ("img_size", img_size)):
+            if given is not None and given != getattr(spec, key):
+                raise DataError(f"data.{key}={given} but {dataset} has {key}={getattr(spec, key)}; "
+                                f"remove the override of data.{key}")
+        if augment not in (None, "crop_flip", "flip"):
+            raise DataError(f"data.augment={augment!r}; choose null, 'flip' or 'crop_flip'")
+        self.dataset, self.root = dataset, Path(root).expanduser()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
+        self.augment, self.normalize = augment, normalize
+        self.download, self.manifest = download, manifest
+        self.meta = dict(meta or {})
+        self.num_classes, self.in_chans, self.img_size = spec.num_classes, spec.in_chans, spec.img_size
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _load(self, train: bool) -> Arrays:
+        return load_arrays(self.dataset, str(self.root), train, self.download, self.manifest)
+
+    def prepare_data(self) -> None:
+        # Runs on one process only: downloads (if allowed) and fails early on missing/corrupt files.
+        self._load(True)
+        self._load(False)
+
+    def setup(self, stage: str | None = None) -> None:
+        x, y = self._load(True)
+        if not 0 <= self.val_size < len(x):
+            raise DataError(f"data.val_size={self.val_size} must be in [0, {len(x)})")
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+        val, train = perm[: self.val_size], perm[self.val_size :]
+        self.train_set = (x[train], y[train])
+        self.val_set = (x[val], y[val])
+        self.test_set = self._load(False)
+
+    def _rank_world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        rank, world = self._rank_world()
+        return TensorBatchLoader(*self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                                 seed=self.seed, rank=rank, world_size=world)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        rank, world = self._rank_world()
+        return TensorBatchLoader(*self.val_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        rank, world = self._rank_world()
+        return TensorBatchLoader(*self.test_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
+
+    def transform(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> float, normalised, augmented when ``train``; runs on the batch's device."""
+        x = x.float().div_(255)
+        if self.normalize:
+            if x.device not in self._norm:
+                shape = (1, -1, 1, 1)
+                self._norm[x.device] = (torch.tensor(self.spec.mean, device=x.device).view(shape),
+                                        torch.tensor(self.spec.std, device=x.device).view(shape))
+            mean, std = self._norm[x.device]
+            x = (x - mean) / std
+        if train and self.augment:
+            x = random_crop_flip(x, padding=4 if self.augment == "crop_flip" else 0)
+        return x
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.transform(x, train=training), y
