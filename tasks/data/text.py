@@ -277,6 +277,7 @@ class CharLMDataModule(_Base):
         batches_per_epoch: int = 500,
         split: Sequence[float] = (0.9, 0.05, 0.05),
         vocab_size: int | None = None,
+        max_len: int | None = None,
         seed: int = 0,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -290,6 +291,10 @@ class CharLMDataModule(_Base):
         self.dataset, self.block_size = dataset, block_size
         self.batch_size, self.eval_batch_size, self.batches_per_epoch = batch_size, eval_batch_size, batches_per_epoch
         self.split, self.declared_vocab = tuple(split), vocab_size
+        if max_len is not None and max_len < block_size:
+            raise DataError(f"data.max_len={max_len} (the longest input models are built for) is shorter than "
+                            f"data.block_size={block_size}; raise max_len or lower block_size")
+        self.max_len = max_len or block_size
         self.tokenizer: CharTokenizer | None = None
 
     def prepare_data(self) -> None:

@@ -60,6 +60,7 @@ class ForecastingDataModule(L.LightningDataModule):
         eval_batch_size: int = 512,
         in_features: int | None = None,
         out_features: int | None = None,
+        max_len: int | None = None,
         seed: int = 0,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -78,6 +79,10 @@ class ForecastingDataModule(L.LightningDataModule):
             if given is not None and given != getattr(self, key):
                 raise DataError(f"data.{key}={given} but features={features!r} gives {key}={getattr(self, key)}; "
                                 f"remove the override of data.{key}")
+        if max_len is not None and max_len < seq_len:
+            raise DataError(f"data.max_len={max_len} (the longest input models are built for) is shorter than "
+                            f"data.seq_len={seq_len}; raise max_len")
+        self.max_len = max_len or seq_len
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.download, self.manifest = download, manifest
         self.meta = dict(meta or {})
