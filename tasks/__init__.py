@@ -2,5 +2,9 @@
 
 from tasks.base import ZooTask
 from tasks.classification import ClassificationTask
+from tasks.forecasting import ForecastingTask
+from tasks.language_model import LanguageModelTask
+from tasks.seq2seq import Seq2SeqTask
+from tasks.word2vec import Word2VecTask
 
-__all__ = ["ClassificationTask", "ZooTask"]
+__all__ = ["ClassificationTask", "ForecastingTask", "LanguageModelTask", "Seq2SeqTask", "Word2VecTask", "ZooTask"]

@@ -39,7 +39,10 @@ class SpeedMonitor(L.Callback):
         self._start()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
+        first = batch
+        while isinstance(first, (tuple, list)):  # text batches nest: ((tokens, padding_mask), labels)
+            first = first[0]
+        self.samples += len(first)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._stop()

@@ -35,7 +35,9 @@ class ClassificationTask(ZooTask):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if isinstance(x, (tuple, list)):  # text: (tokens, padding_mask) from TextClassificationDataModule
+            return self.model(*x)
         return self.model(self.to_model_input(x))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -2,6 +2,17 @@
 
 from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader
+from tasks.data.text import CharLMDataModule, SkipGramDataModule, TextClassificationDataModule, TranslationDataModule
+from tasks.data.timeseries import ForecastingDataModule
 from tasks.data.vision import VisionDataModule
 
-__all__ = ["DataError", "TensorBatchLoader", "VisionDataModule"]
+__all__ = [
+    "CharLMDataModule",
+    "DataError",
+    "ForecastingDataModule",
+    "SkipGramDataModule",
+    "TensorBatchLoader",
+    "TextClassificationDataModule",
+    "TranslationDataModule",
+    "VisionDataModule",
+]

@@ -1,0 +1,139 @@
+"""Multivariate time series as in-memory tensors: sliding (input, horizon) windows over a standardised series.
+
+Batch format: ``(x (B, seq_len, in_features), y (B, horizon, out_features))``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from tasks.data.fetch import Remote, ensure_files
+from tasks.data.integrity import DataError
+from tasks.data.loader import TensorBatchLoader, training_position
+
+ETTH1 = Remote("ETT/ETTh1.csv", "8381763947c85f4be6ac456c508460d6",
+               "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv")
+ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+HOURS_PER_MONTH = 30 * 24
+# Informer's split of ETTh1 (Zhou et al. 2021): 12 / 4 / 4 months of hourly rows
+ETTH1_BORDERS = (12 * HOURS_PER_MONTH, 16 * HOURS_PER_MONTH, 20 * HOURS_PER_MONTH)  # 8640, 11520, 14400
+
+
+def read_ett(path: Path) -> torch.Tensor:
+    """The 7 numeric columns of an ETT csv as a (rows, 7) float tensor (the date column is dropped)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if rows[0] != ["date", *ETT_COLUMNS]:
+        raise DataError(f"{path}: header {rows[0]}, expected {['date', *ETT_COLUMNS]}")
+    return torch.tensor([[float(v) for v in r[1:]] for r in rows[1:]], dtype=torch.float64).float()
+
+
+def split_bounds(seq_len: int) -> dict[str, tuple[int, int]]:
+    """Row ranges of each split. Val/test start ``seq_len`` rows early, so their first target follows the
+    split border directly and every target row belongs to its own split."""
+    a, b, c = ETTH1_BORDERS
+    return {"train": (0, a), "val": (a - seq_len, b), "test": (b - seq_len, c)}
+
+
+class ForecastingDataModule(L.LightningDataModule):
+    """ETTh1 with the standard 12/4/4-month split, standardised with the train rows' mean and std.
+
+    ``features``: ``M`` all 7 in -> all 7 out (multivariate, default), ``S`` oil temperature only,
+    ``MS`` all 7 in -> oil temperature out. Metrics are computed on the standardised values, as in the
+    literature.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        dataset: str = "etth1",
+        seq_len: int = 96,
+        horizon: int = 96,
+        features: str = "M",
+        batch_size: int = 32,
+        eval_batch_size: int = 512,
+        in_features: int | None = None,
+        out_features: int | None = None,
+        max_len: int | None = None,
+        seed: int = 0,
+        download: bool = True,
+        manifest: str | None = "checksums.sha256",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset != "etth1":
+            raise DataError(f"unknown forecasting dataset {dataset!r}; choose 'etth1'")
+        if features not in ("M", "S", "MS"):
+            raise DataError(f"data.features={features!r}; choose 'M' (multivariate), 'S' (OT only) or 'MS'")
+        self.dataset, self.root = dataset, Path(root).expanduser()
+        self.seq_len, self.horizon, self.features = seq_len, horizon, features
+        self.in_features = 1 if features == "S" else len(ETT_COLUMNS)
+        self.out_features = len(ETT_COLUMNS) if features == "M" else 1
+        for key, given in (("in_features", in_features), ("out_features", out_features)):
+            if given is not None and given != getattr(self, key):
+                raise DataError(f"data.{key}={given} but features={features!r} gives {key}={getattr(self, key)}; "
+                                f"remove the override of data.{key}")
+        if max_len is not None and max_len < seq_len:
+            raise DataError(f"data.max_len={max_len} (the longest input models are built for) is shorter than "
+                            f"data.seq_len={seq_len}; raise max_len")
+        self.max_len = max_len or seq_len
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.download, self.manifest = download, manifest
+        self.meta = dict(meta or {})
+        self.series: torch.Tensor | None = None
+
+    def prepare_data(self) -> None:
+        ensure_files(self.dataset, self.root, [ETTH1], download=self.download, manifest=self.manifest)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.series is not None:
+            return
+        self.prepare_data()
+        raw = read_ett(self.root / ETTH1.rel)
+        if self.features == "S":
+            raw = raw[:, -1:]
+        bounds = split_bounds(self.seq_len)
+        if len(raw) < bounds["test"][1]:
+            raise DataError(f"{self.root / ETTH1.rel} has {len(raw)} rows; the split needs {bounds['test'][1]}")
+        train = raw[: bounds["train"][1]]
+        self.mean, self.std = train.mean(0), train.std(0, unbiased=False)  # StandardScaler on train rows only
+        self.series = (raw - self.mean) / self.std  # (rows, C)
+        window = self.seq_len + self.horizon
+        self.windows = {}
+        for name, (lo, hi) in bounds.items():
+            if hi - lo < window:
+                raise DataError(f"{name} split has {hi - lo} rows, fewer than seq_len + horizon = {window}")
+            # a view, no copy: (N, C, window) with N = rows - window + 1
+            self.windows[name] = (self.series[lo:hi].unfold(0, window, 1),)
+
+    def _loader(self, name: str, train: bool) -> TensorBatchLoader:
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        if train:
+            return TensorBatchLoader(*self.windows[name], batch_size=self.batch_size, shuffle=True,
+                                     drop_last=True, seed=self.seed, rank=rank, world_size=world,
+                                     position=lambda: training_position(self.trainer))
+        return TensorBatchLoader(*self.windows[name], batch_size=self.eval_batch_size, rank=rank, world_size=world)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        (w,) = batch
+        w = w.transpose(1, 2)  # (B, C, L) -> (B, L, C)
+        x, y = w[:, : self.seq_len], w[:, self.seq_len :]
+        if self.features == "MS":
+            y = y[..., -1:]  # oil temperature
+        return x.contiguous(), y.contiguous()

@@ -1,0 +1,135 @@
+"""Tokenisers for the text datasets: a character vocabulary, and HF ``tokenizers`` trained on a train split and cached.
+
+A trained tokenizer is cached as JSON under ``<cache_dir>/tokenizers/<name>-<key>.json``, where the key
+hashes everything that determines it (the training texts, the algorithm, the vocabulary size, the
+special tokens, the ``tokenizers`` version). Changing any of these trains a new one; nothing is ever
+written into the data root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from tasks.data.integrity import DataError
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every trained tokenizer
+DEFAULT_CACHE = "~/.cache/dnn-zoo"
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    return Path(cache_dir or os.environ.get("ZOO_CACHE_DIR") or DEFAULT_CACHE).expanduser()
+
+
+class CharTokenizer:
+    """One id per character; the vocabulary is the sorted set of characters of the training text."""
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def fit(cls, text: str) -> CharTokenizer:
+        return cls(sorted(set(text)))
+
+    def get_vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        unknown = set(text) - self.stoi.keys()
+        if unknown:
+            raise DataError(f"characters {sorted(unknown)!r} are not in the character vocabulary "
+                            f"({len(self.chars)} characters of the training split)")
+        return torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
+
+    def decode_ids(self, ids: Sequence[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+def _key(texts: Sequence[str], **settings: object) -> str:
+    import tokenizers
+
+    h = hashlib.sha256()
+    h.update(json.dumps({**settings, "tokenizers": tokenizers.__version__}, sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def train_tokenizer(
+    texts: Sequence[str],
+    *,
+    name: str,
+    algorithm: str = "bpe",
+    vocab_size: int = 8000,
+    lowercase: bool = False,
+    cache_dir: str | None = None,
+):
+    """A BPE or WordPiece tokenizer trained on ``texts`` (a train split), loaded from the cache if trained before.
+
+    Pre-tokenisation is Metaspace (spaces become part of the pieces), so ``decode`` gives back the
+    original spacing: translations are detokenised exactly for sacreBLEU.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if algorithm not in ("bpe", "wordpiece"):
+        raise DataError(f"tokenizer algorithm {algorithm!r}; choose 'bpe' or 'wordpiece'")
+    key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=SPECIALS)
+    path = cache_root(cache_dir) / "tokenizers" / f"{name}-{algorithm}{vocab_size}-{key}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+
+    if algorithm == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
+    else:
+        tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                            show_progress=False)
+    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    tok.normalizer = normalizers.Sequence(norms)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    for i, s in enumerate(SPECIALS):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tok.save(str(tmp))
+    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    log.info("trained tokenizer %s (%d tokens) -> %s", name, tok.get_vocab_size(), path)
+    return tok
+
+
+def check_vocab(dataset: str, real: int, declared: int | None) -> int:
+    """The declared ``data.vocab_size`` (what models size their embeddings by) must hold every real id."""
+    if declared is None:
+        return real
+    if real > declared:
+        raise DataError(f"{dataset}: the tokenizer has {real} tokens but data.vocab_size={declared}; "
+                        f"set data.vocab_size={real} (or larger), or train a smaller tokenizer")
+    return declared
+
+
+def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: bool = False,
+                  eos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode, truncate to ``max_len`` (BOS/EOS included) and right-pad -> (N, max_len) ids, (N,) lengths."""
+    bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    room = max_len - int(bos) - int(eos)
+    out = torch.full((len(texts), max_len), pad_id, dtype=torch.long)
+    lengths = torch.empty(len(texts), dtype=torch.long)
+    for i, enc in enumerate(tok.encode_batch(list(texts))):
+        ids = ([bos_id] if bos else []) + enc.ids[:room] + ([eos_id] if eos else [])
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        lengths[i] = len(ids)
+    return out, lengths
