@@ -48,11 +48,16 @@ class ModelInfo:
     name: str
     builder: Callable[..., nn.Module] = field(repr=False)
     family: str
-    modality: str
+    modalities: tuple[str, ...]  # the first is the primary one; sequence models serve text and time series
     tasks: tuple[str, ...]
     input_shape: tuple[int, ...] | None = None  # default input of one sample, e.g. (1, 28, 28)
     paper: str = ""
     example: Callable[[int], tuple[Any, ...]] | None = field(default=None, repr=False)
+
+    @property
+    def modality(self) -> str:
+        """The primary modality (the one its default input has)."""
+        return self.modalities[0]
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -71,16 +76,21 @@ _REGISTRY: dict[str, ModelInfo] = {}
 def register_model(
     *,
     family: str,
-    modality: str,
+    modality: str | Iterable[str],
     tasks: Iterable[str],
     input_shape: tuple[int, ...] | None = None,
     paper: str = "",
     name: str | None = None,
     example: Callable[[int], tuple[Any, ...]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder under its function name (or ``name``). A duplicate name is an error."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    """Register a builder under its function name (or ``name``). A duplicate name is an error.
+
+    ``modality`` is one modality or several (the first is the primary one, that of the default input).
+    """
+    modalities = (modality,) if isinstance(modality, str) else tuple(modality)
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad or not modalities:
+        raise ValueError(f"modality must be one or more of {MODALITIES}, got {modality!r}")
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
@@ -94,7 +104,7 @@ def register_model(
             name=key,
             builder=fn,
             family=family,
-            modality=modality,
+            modalities=modalities,
             tasks=tuple(tasks),
             input_shape=input_shape,
             paper=paper,
@@ -158,7 +168,7 @@ def list_models(
         for name, info in _REGISTRY.items()
         if any(fnmatch.fnmatchcase(name, p) for p in patterns)
         and (family is None or info.family == family)
-        and (modality is None or info.modality == modality)
+        and (modality is None or modality in info.modalities)
         and (task is None or task in info.tasks)
     )
 

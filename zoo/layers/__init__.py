@@ -1,18 +1,42 @@
 """Shared building blocks; every model imports these instead of redefining them."""
 
 from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
+from zoo.layers.attention import AdditiveAttention, AttentionOutput, MultiHeadAttention, causal_mask
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.mlp import FeedForward, LinearNormAct
+from zoo.layers.position import (
+    POSITIONS,
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    create_positional,
+    create_rope,
+)
 from zoo.layers.residual import BasicBlock, Bottleneck
+from zoo.layers.transformer import DecoderLayer, EncoderLayer, TransformerDecoder, TransformerEncoder
 
 __all__ = [
     "ACTIVATIONS",
+    "POSITIONS",
+    "AdditiveAttention",
+    "AttentionOutput",
     "BasicBlock",
     "Bottleneck",
     "ConvNormAct",
+    "DecoderLayer",
     "DepthwiseSeparableConv",
+    "EncoderLayer",
     "FeedForward",
+    "LearnedPositionalEmbedding",
     "LinearNormAct",
+    "MultiHeadAttention",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TransformerDecoder",
+    "TransformerEncoder",
+    "causal_mask",
     "create_act",
+    "create_positional",
+    "create_rope",
     "get_act_layer",
 ]

@@ -1,0 +1,249 @@
+"""The Transformer (Vaswani et al. 2017) in its three shapes, all from the shared layers of zoo/layers:
+
+- ``transformer``: encoder-decoder for sequence-to-sequence (masked self-attention, cross-attention);
+- ``transformer_encoder``: encoder-only, for classification (BERT-style) and forecasting (PatchTST-style);
+- ``gpt``: decoder-only language model (Radford et al. 2018), nanoGPT-sized for a CPU.
+
+``pos`` picks the positional information: ``sinusoidal``, ``learned`` or ``rope`` (rotary, inside
+attention).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from zoo.layers import TransformerDecoder, TransformerEncoder, create_positional, create_rope
+from zoo.layers.timeseries import RevIN, num_patches, patchify
+from zoo.registry import register_model
+
+
+def _init_weights(module: nn.Module, *, embed_std: float = 0.02, xavier: bool = False) -> None:
+    """N(0, ``embed_std``) embeddings and zero biases; linear weights N(0, 0.02) as in GPT-2, or Xavier-uniform
+    (``xavier``) as in the 2017 Transformer, whose embeddings are N(0, dim^-0.5) and scaled by sqrt(dim)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight) if xavier else nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=embed_std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+
+def _scale_residual_projections(module: nn.Module, depth: int) -> None:
+    # GPT-2: the projections that write into the residual stream start 1/sqrt(2 * depth) smaller
+    for name, p in module.named_parameters():
+        if name.endswith(("out_proj.weight", "fc2.weight")):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * depth))
+
+
+class TokenEmbedding(nn.Module):
+    """Token embedding scaled by sqrt(dim) (Vaswani et al. 2017, section 3.4) plus positions, then dropout."""
+
+    def __init__(self, vocab_size: int, dim: int, *, max_len: int, pos: str, dropout: float,
+                 pad_id: int | None = None, scale: bool = True) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.pos = create_positional(pos, dim=dim, max_len=max_len)
+        self.scale = math.sqrt(dim) if scale else 1.0
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.pos(self.embed(tokens) * self.scale))  # (B, T) -> (B, T, D)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """The encoder-decoder Transformer (Vaswani et al. 2017) for translation.
+
+    With one joint vocabulary (``src_vocab_size == tgt_vocab_size``) the source embedding, target
+    embedding and output projection share one matrix, as in the paper. Implements the
+    ``encode``/``decode`` protocol of :mod:`zoo.decoding`: generation re-feeds the whole output so far.
+    """
+
+    def __init__(self, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, max_len: int, dim: int,
+                 depth: int, num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool,
+                 act: str = "relu") -> None:
+        super().__init__()
+        self.pad_id, self.max_len = pad_id, max_len
+        rope = create_rope(pos, head_dim=dim // num_heads, max_len=max_len)
+        self.src_embed = TokenEmbedding(src_vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        self.tgt_embed = TokenEmbedding(tgt_vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        common = dict(mlp_ratio=mlp_ratio, dropout=dropout, attn_dropout=dropout, act=act, norm_first=norm_first,
+                      rope=rope)
+        self.encoder = TransformerEncoder(dim, depth, num_heads, **common)
+        self.decoder = TransformerDecoder(dim, depth, num_heads, **common)
+        self.head = nn.Linear(dim, tgt_vocab_size, bias=False)
+        _init_weights(self, embed_std=dim**-0.5, xavier=True)  # sqrt(dim)-scaled embeddings: unit variance
+        if src_vocab_size == tgt_vocab_size:
+            self.tgt_embed.embed.weight = self.src_embed.embed.weight
+            self.head.weight = self.src_embed.embed.weight
+
+    def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.src_embed(src), key_padding_mask=src_padding_mask)  # (B, S, D)
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor,
+               src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for every prefix of ``tgt`` (B, T); causal, so right padding never matters."""
+        h = self.decoder(self.tgt_embed(tgt), memory, memory_padding_mask=src_padding_mask)
+        return self.head(h)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_padding_mask: torch.Tensor | None = None,
+                tgt_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: logits (B, T, V) predicting ``tgt_in`` shifted by one. ``tgt_padding_mask`` is
+        accepted for API symmetry and not needed: causal self-attention already keeps right padding out
+        of every real position."""
+        return self.decode(tgt_in, self.encode(src, src_padding_mask), src_padding_mask)
+
+
+class TransformerClassifier(nn.Module):
+    """Encoder-only Transformer over token ids; masked mean pooling of the last layer, then a linear head."""
+
+    def __init__(self, *, vocab_size: int, num_classes: int, pad_id: int, max_len: int, dim: int, depth: int,
+                 num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool) -> None:
+        super().__init__()
+        rope = create_rope(pos, head_dim=dim // num_heads, max_len=max_len)
+        self.embed = TokenEmbedding(vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                                          attn_dropout=dropout, norm_first=norm_first, rope=rope)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(dim, num_classes)
+        _init_weights(self, embed_std=dim**-0.5, xavier=True)
+
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.encoder(self.embed(tokens), key_padding_mask=padding_mask)  # (B, T, D)
+        if padding_mask is None:
+            pooled = h.mean(1)
+        else:
+            keep = (~padding_mask)[..., None].to(h.dtype)  # (B, T, 1)
+            pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
+        return self.head(self.drop(pooled))
+
+
+class PatchTSTForecaster(nn.Module):
+    """Encoder-only forecaster in the style of PatchTST (Nie et al. 2023): RevIN, channel-independent
+    patches of ``patch_len`` steps as tokens, a Transformer encoder, and a flatten head to the horizon.
+
+    When outputs are fewer channels than inputs (e.g. 7 -> oil temperature) the channels of a patch
+    form one token instead and the targets are the last ``out_features`` input channels.
+    """
+
+    def __init__(self, *, in_features: int, out_features: int, horizon: int, seq_len: int, dim: int, depth: int,
+                 num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool, patch_len: int,
+                 patch_stride: int, revin: bool) -> None:
+        super().__init__()
+        if out_features > in_features:
+            raise ValueError(f"out_features={out_features} > in_features={in_features}: the targets must be "
+                             "among the input channels")
+        self.channel_independent = in_features == out_features
+        self.horizon, self.out_features = horizon, out_features
+        self.patch_len, self.patch_stride = patch_len, patch_stride
+        self.revin = RevIN(in_features) if revin else None
+        n = num_patches(seq_len, patch_len, patch_stride)
+        token = patch_len if self.channel_independent else patch_len * in_features
+        self.embed = nn.Linear(token, dim)
+        self.pos = create_positional("learned" if pos == "learned" else "sinusoidal", dim=dim, max_len=n)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                                          attn_dropout=dropout, norm_first=norm_first)
+        per_series = 1 if self.channel_independent else out_features
+        self.head = nn.Sequential(nn.Flatten(1), nn.Dropout(dropout), nn.Linear(n * dim, horizon * per_series))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, c = x.shape
+        stats = None
+        if self.revin is not None:
+            x, stats = self.revin.normalize(x)
+        if self.channel_independent:
+            series = x.transpose(1, 2).reshape(b * c, -1)  # (B, L, C) -> (B*C, L)
+        else:
+            series = x.transpose(1, 2)  # (B, C, L): patches are cut per channel, then joined per patch
+        patches = patchify(series, patch_len=self.patch_len, stride=self.patch_stride)  # (N, [C,] P, patch_len)
+        if not self.channel_independent:
+            patches = patches.permute(0, 2, 1, 3).flatten(2)  # (B, C, P, pl) -> (B, P, C*pl)
+        h = self.encoder(self.drop(self.pos(self.embed(patches))))  # (N, P, D)
+        y = self.head(h)  # (N, H * per_series)
+        if self.channel_independent:
+            y = y.view(b, c, self.horizon).transpose(1, 2)  # (B*C, H) -> (B, H, C)
+        else:
+            y = y.view(b, self.horizon, self.out_features)
+        return y if stats is None else self.revin.denormalize(y, stats)
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer language model (Radford et al. 2018), after nanoGPT: token + position
+    embeddings, pre-norm causal blocks, a final LayerNorm and an output layer tied to the embedding."""
+
+    def __init__(self, *, vocab_size: int, max_len: int, dim: int, depth: int, num_heads: int, mlp_ratio: float,
+                 dropout: float, pos: str) -> None:
+        super().__init__()
+        self.max_len = max_len
+        rope = create_rope(pos, head_dim=dim // num_heads, max_len=max_len)
+        self.embed = TokenEmbedding(vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, scale=False)
+        self.blocks = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                                         attn_dropout=dropout, norm_first=True, rope=rope)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        _init_weights(self)
+        _scale_residual_projections(self, depth)
+        self.head.weight = self.embed.embed.weight  # weight tying (Press & Wolf 2017)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.embed(tokens), is_causal=True)  # (B, T, D); step t sees tokens <= t only
+        return self.head(h)  # (B, T, V)
+
+
+def _seq2seq_example(batch: int) -> tuple[torch.Tensor, ...]:
+    return torch.randint(4, 100, (batch, 9)), torch.randint(4, 100, (batch, 7))
+
+
+@register_model(family="transformer", modality="text", tasks=("seq2seq",), example=_seq2seq_example,
+                paper="Vaswani et al. 2017")
+def transformer(*, src_vocab_size: int = 1000, tgt_vocab_size: int = 1000, pad_id: int = 0, max_len: int = 256,
+                dim: int = 256, depth: int = 3, num_heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.1,
+                pos: str = "sinusoidal", norm_first: bool = True, act: str = "relu") -> Seq2SeqTransformer:
+    """Encoder-decoder Transformer; ``norm_first=False`` is the 2017 post-norm layout."""
+    return Seq2SeqTransformer(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id,
+                              max_len=max_len, dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                              dropout=dropout, pos=pos, norm_first=norm_first, act=act)
+
+
+def _encoder_example(batch: int) -> tuple[torch.Tensor, ...]:
+    return (torch.randint(1, 100, (batch, 12)),)
+
+
+@register_model(family="transformer", modality=("text", "timeseries"), tasks=("classify", "forecast"),
+                example=_encoder_example, paper="Vaswani et al. 2017; Devlin et al. 2019; Nie et al. 2023")
+def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
+                        num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
+                        seq_len: int | None = None, pad_id: int = 0, max_len: int = 512, dim: int = 128,
+                        depth: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1,
+                        pos: str = "sinusoidal", norm_first: bool = True, patch_len: int = 16,
+                        patch_stride: int = 8, revin: bool = True) -> nn.Module:
+    """Encoder-only Transformer: ``task="classify"`` over token ids, ``task="forecast"`` over patches."""
+    if task == "classify":
+        if vocab_size is None or num_classes is None:
+            raise ValueError("transformer_encoder with task='classify' needs vocab_size and num_classes")
+        return TransformerClassifier(vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id, max_len=max_len,
+                                     dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                                     pos=pos, norm_first=norm_first)
+    if task == "forecast":
+        if in_features is None or horizon is None or seq_len is None:
+            raise ValueError("transformer_encoder with task='forecast' needs in_features, horizon and seq_len")
+        return PatchTSTForecaster(in_features=in_features, out_features=out_features or in_features, horizon=horizon,
+                                  seq_len=seq_len, dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                                  dropout=dropout, pos=pos, norm_first=norm_first, patch_len=patch_len,
+                                  patch_stride=patch_stride, revin=revin)
+    raise ValueError(f"transformer_encoder: task={task!r}; choose 'classify' or 'forecast'")
+
+
+@register_model(family="transformer", modality="text", tasks=("lm",), example=_encoder_example,
+                paper="Radford et al. 2018")
+def gpt(*, vocab_size: int = 1000, max_len: int = 256, dim: int = 256, depth: int = 4, num_heads: int = 4,
+        mlp_ratio: float = 4.0, dropout: float = 0.1, pos: str = "learned") -> GPT:
+    """Decoder-only language model; ``pos="rope"`` uses rotary positions instead of learned ones."""
+    return GPT(vocab_size=vocab_size, max_len=max_len, dim=dim, depth=depth, num_heads=num_heads,
+               mlp_ratio=mlp_ratio, dropout=dropout, pos=pos)
