@@ -1,0 +1,85 @@
+"""Write samples of a trained generative model (vae, gan, dcgan) from its checkpoint.
+
+    python -m tasks.generate outputs/<date>/<time>/checkpoints/last.ckpt --num 64 --out samples.png
+    python -m tasks.generate CKPT --num 100 --out samples/          # one PNG per sample
+
+The checkpoint is read with ``torch.load(weights_only=True)`` (tasks/checkpoints.py) and the model is
+rebuilt from its saved ``hyper_parameters["model"]`` through the registry: no Hydra, no Lightning
+module, no pickled code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tasks.checkpoints import CheckpointError, load_checkpoint
+from zoo.registry import ZooError, create_model, list_models
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, str]:
+    """The model of a training checkpoint, in eval mode on the CPU, and its registry name."""
+    ckpt = load_checkpoint(path)
+    cfg = (ckpt.get("hyper_parameters") or {}).get("model")
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise CheckpointError(f"{path} has no hyper_parameters['model'] with a registry name; it was not written "
+                              "by this project's tasks, so the model cannot be rebuilt.")
+    kwargs = dict(cfg)
+    name = kwargs.pop("name")
+    model = create_model(name, **kwargs)
+    # The task holds the model as `self.model`; its other entries (e.g. the fixed noise) are not the model's.
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model.eval(), name
+
+
+@torch.no_grad()
+def generate(
+    ckpt: str | Path, *, num: int = 64, out: str | Path = "samples.png", seed: int = 0, nrow: int | None = None
+) -> Path:
+    """Draw ``num`` samples from the checkpoint's model and write them: one grid image, or a folder of PNGs."""
+    from torchvision.utils import save_image
+
+    if num < 1:
+        raise ZooError(f"--num {num}: ask for at least one sample")
+    model, name = load_model(ckpt)
+    if not callable(getattr(model, "sample", None)):
+        raise ZooError(f"model {name!r} has no prior to sample from; generate from a checkpoint of one of: "
+                       f"{', '.join(list_models(task='generate'))}")
+    images = model.sample(num, generator=torch.Generator().manual_seed(seed))  # (N, C, H, W) in [0, 1]
+    out = Path(out)
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, out, nrow=nrow or math.ceil(math.sqrt(num)), padding=2, pad_value=0.5)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, out / f"sample_{i:04d}.png")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from tasks.cli_checks import report_user_error
+
+    parser = argparse.ArgumentParser(prog="python -m tasks.generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a .ckpt written by train.py (checkpoints/best-*.ckpt or last.ckpt)")
+    parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
+    parser.add_argument("--out", default="samples.png",
+                        help="a .png/.jpg file for one grid, or a folder for one PNG per sample (default samples.png)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
+    parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: a square grid)")
+    args = parser.parse_args(argv)
+    with report_user_error():
+        out = generate(args.checkpoint, num=args.num, out=args.out, seed=args.seed, nrow=args.nrow)
+    print(f"wrote {args.num} samples to {out}")
+
+
+if __name__ == "__main__":
+    main()
