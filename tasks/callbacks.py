@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+
+from zoo.registry import ZooError
 
 
 class ProgressBar(TQDMProgressBar):
@@ -57,3 +66,119 @@ class SpeedMonitor(L.Callback):
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.train_seconds if self.train_seconds else 0.0
+
+
+class NonFiniteLossError(ZooError):
+    """A NaN or Inf training loss: the run stops before the update that would spread it into the weights."""
+
+
+class FiniteLossGuard(L.Callback):
+    """Stops training at the first NaN/Inf loss, naming the step, instead of training on garbage.
+
+    The check runs before ``backward``, so the failing step never updates the weights and every checkpoint
+    on disk stays finite. Under DDP all ranks decide together (one tiny all-reduce a step), so no rank is
+    left waiting in a collective. ``every_n_steps`` > 1 trades the check's host sync for later detection.
+    """
+
+    def __init__(self, *, every_n_steps: int = 1) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise NonFiniteLossError(self._message(trainer, loss))
+
+    @staticmethod
+    def _message(trainer: L.Trainer, loss: torch.Tensor) -> str:
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        lower = f"task.optimizer.lr is {lr:.3g} at this step; try 10x lower" if lr else "lower task.optimizer.lr"
+        return (f"the training loss is {loss.detach().float().mean().item()} at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); training stopped before this update, so the weights and "
+                f"checkpoints hold no NaN. Lower the learning rate ({lower}), clip gradients "
+                "(trainer.gradient_clip_val=1.0), or find the operation that produced it with "
+                "trainer.detect_anomaly=true.")
+
+
+class RunInterrupted(ZooError):
+    """Training stopped by SIGINT/SIGTERM after writing a resumable checkpoint; exits with 128 + the signal."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class CheckpointOnSignal(L.Callback):
+    """On SIGINT (Ctrl-C) or SIGTERM (a scheduler's pre-emption) during training: finish the batch, write
+    ``last.ckpt``, stop with exit status 128 + signal. Resuming continues from that very step.
+
+    Lightning 2.6 does neither: SIGINT raises KeyboardInterrupt wherever the program is (mid-step, where a
+    checkpoint would not be resumable) and saves nothing; SIGTERM ends the run with exit status 0 (a
+    scheduler sees success) and saves nothing. Here the handler only records the signal; the checkpoint is
+    written at the next batch boundary, the point where ModelCheckpoint's periodic saves resume exactly,
+    and under DDP every rank stops at the same batch. A second signal stops at once (the last periodic
+    ``last.ckpt`` stays). SIGKILL cannot be caught; for it, ``checkpoint_every`` bounds the lost work.
+    """
+
+    def __init__(self, *, dirpath: str, filename: str = "last", signals: Sequence[str] = ("SIGINT", "SIGTERM"),
+                 resume_hint: str | None = None) -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.signals = [signal.Signals[s] for s in signals]
+        self.resume_hint = resume_hint or f"python train.py resume={Path(dirpath).parent}"
+        self._received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install()
+
+    def _install(self) -> None:
+        # Installed once fit runs, after Lightning registered its own SIGTERM handler (Trainer._run), which
+        # this replaces during fit; Lightning restores the handlers from before the run at teardown.
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return
+        self._received = None
+        for s in self.signals:
+            self._previous[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._received is not None:  # asked twice: stop now, without a new checkpoint
+            self._restore()
+            raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+        self._received = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after this batch and writing {self.path} "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+            self._stop(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A signal during the last validation: no batch boundary is left, but the test should not start.
+        if trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+            self._stop(trainer)
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: optimizer, loops, RNG
+        signum = self._received or signal.SIGTERM  # another rank received it
+        self._restore()
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name} received: training stopped at step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}) and saved {self.path}. Resume with: {self.resume_hint}",
+            signum=signum,
+        )
+
+    def _restore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in self._previous.items():
+                with contextlib.suppress(TypeError, ValueError):
+                    signal.signal(s, handler)
+        self._previous = {}

@@ -47,6 +47,46 @@ def check_overrides(argv: Sequence[str], conf_dir: str | Path) -> None:
             close = difflib.get_close_matches(v, options, n=4, cutoff=0.4)
             hint = f"Did you mean: {', '.join(close)}? " if close else ""
             fail(f"unknown {key} {v!r}. {hint}Available {key} configs: {', '.join(options)}.")
+    check_override_keys(argv, conf_dir)
+
+
+def check_override_keys(argv: Sequence[str], conf_dir: str | Path) -> None:
+    """``a.b=value`` naming a key the composed config lacks fails with close matches and the '+' hint.
+
+    Hydra refuses such overrides too, but its message ("Key 'max_epoch' is not in struct") names no
+    alternative. Costs one compose (~0.1 s) when dotted overrides are given; skipped for sweeps, and for
+    anything that does not compose (Hydra then reports it itself).
+    """
+    conf_dir = Path(conf_dir)
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    keys = [a.split("=", 1)[0] for a in args]
+    dotted = [k for k in keys if k[:1] not in "+~" and not k.startswith("hydra") and
+              ("." in k or not (conf_dir / k).is_dir())]
+    if not dotted or any("," in a or "(" in a for a in args if "." not in a.split("=", 1)[0]):
+        return
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    others = [a for a, k in zip(args, keys, strict=True) if k not in dotted and not k.startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("train", overrides=others)
+    except Exception:
+        return
+    missing = object()
+    for key in dotted:
+        if OmegaConf.select(cfg, key, default=missing) is not missing:
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        siblings = [str(k) for k in node.keys() if not str(k).startswith("_")] if OmegaConf.is_dict(node) else []
+        close = difflib.get_close_matches(leaf, siblings, n=3, cutoff=0.5)
+        hint = f"Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}? " if close else ""
+        where = f"{parent} has: {', '.join(siblings)}. " if parent and siblings else ""
+        if parent == "model" and OmegaConf.select(cfg, "model.name") == "auto":
+            where = "model=auto has no arguments until the decision tree has chosen: name the model (model=...). "
+        fail(f"unknown config key {key!r}. {hint}{where}To add a key the config does not have, prefix it "
+             f"with '+': +{key}=...")
 
 
 def expand_resume(argv: Sequence[str]) -> list[str]:
@@ -73,11 +113,12 @@ def expand_resume(argv: Sequence[str]) -> list[str]:
     return [*previous, *extra, f"hydra.run.dir={run_dir}", "ckpt_path=last"]
 
 
-def _user_error(e: BaseException) -> ZooError | None:
-    """The ZooError behind ``e`` (Hydra wraps errors raised while instantiating), if any."""
+def _user_error(e: BaseException) -> BaseException | None:
+    """The ZooError behind ``e`` (Hydra wraps errors raised while instantiating), if any; Lightning's
+    MisconfigurationException (``trainer=gpu`` without a GPU, ...) counts as one."""
     seen = set()
     while e is not None and id(e) not in seen:
-        if isinstance(e, ZooError):
+        if isinstance(e, ZooError) or type(e).__name__ == "MisconfigurationException":
             return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__
@@ -86,11 +127,19 @@ def _user_error(e: BaseException) -> ZooError | None:
 
 @contextlib.contextmanager
 def report_user_error() -> Iterator[None]:
-    """Let a :class:`ZooError` end the program with its message and exit status 2 (unless debugging)."""
+    """Let a :class:`ZooError` end the program with its message and exit status 2 (unless debugging), or
+    the error's own ``exit_code`` (an interrupted run: 128 + the signal)."""
     try:
         yield
     except Exception as e:
         err = _user_error(e)
         if err is None or _debug():
             raise
-        fail(str(err))
+        fail(str(err), getattr(err, "exit_code", 2))
+    except SystemExit as e:
+        # Lightning ends a run that got SIGTERM outside training (testing, set-up) with SIGTERMException,
+        # a SystemExit with status 0: a scheduler would count the killed run as a success.
+        if type(e).__name__ != "SIGTERMException":
+            raise
+        fail("SIGTERM received: the run stopped before it finished. Resume it with resume=<its run folder>.",
+             128 + 15)

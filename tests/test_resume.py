@@ -1,5 +1,5 @@
-"""A run killed with SIGKILL mid-epoch resumes with one override and ends exactly where an uninterrupted
-run ends; checkpoints are written atomically and loaded safely."""
+"""A run killed mid-epoch (SIGKILL, SIGTERM, SIGINT) resumes with one override and ends exactly where an
+uninterrupted run ends; checkpoints are written atomically and loaded safely."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.checkpoints import CheckpointError, load_checkpoint
+from tasks.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 10  # checkpoint interval in steps
@@ -34,23 +34,60 @@ def _metrics(run_dir: Path) -> dict:
     return {k: v for k, v in m.items() if k.startswith("test/")} | {"steps": m["steps"]}
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
-    ref_dir, run_dir, steps = tmp_path / "ref", tmp_path / "run", tmp_path / "step.txt"
-    ref = _train([*RUN, f"hydra.run.dir={ref_dir}"])
+class _Reference:
+    """The uninterrupted run, started once and shared by the kill tests (it runs while they do)."""
 
-    pace = [f"+callbacks.recorder._target_=tests.helpers.StepRecorder", f"+callbacks.recorder.path={steps}",
+    def __init__(self, run_dir: Path) -> None:
+        self.dir, self.proc, self._metrics = run_dir, _train([*RUN, f"hydra.run.dir={run_dir}"]), None
+
+    def metrics(self) -> dict:
+        if self._metrics is None:
+            _, err = self.proc.communicate(timeout=300)
+            assert self.proc.returncode == 0, err[-3000:]
+            self._metrics = _metrics(self.dir)
+        return self._metrics
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    ref = _Reference(tmp_path_factory.mktemp("reference") / "run")
+    yield ref
+    if ref.proc.poll() is None:
+        ref.proc.kill()
+        ref.proc.wait()
+
+
+def _read_step(path: Path) -> int:
+    try:  # the recorder rewrites the file after every batch: it may be empty for an instant
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return -1
+
+
+def _start_and_signal(run_dir: Path, steps: Path, sig: int, at: int) -> tuple[subprocess.Popen, int]:
+    """Start a paced run, send ``sig`` once it has done ``at`` steps; returns the process and that step."""
+    pace = ["+callbacks.recorder._target_=tests.helpers.StepRecorder", f"+callbacks.recorder.path={steps}",
             "+callbacks.recorder.seconds=0.05"]
     victim = _train([*RUN, *pace, f"hydra.run.dir={run_dir}"])
-    kill_at = 40 + 15  # mid-way through the second epoch (40 batches per epoch)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if steps.is_file() and steps.read_text().strip() and int(steps.read_text()) >= kill_at:
-            break
+    deadline = time.time() + 180
+    while time.time() < deadline and _read_step(steps) < at:
         if victim.poll() is not None:
             pytest.fail(f"training ended before it could be killed:\n{victim.stderr.read()[-3000:]}")
         time.sleep(0.01)
-    killed_step = int(steps.read_text())
-    victim.send_signal(signal.SIGKILL)
+    step = _read_step(steps)
+    victim.send_signal(sig)
+    return victim, step
+
+
+def _resume(run_dir: Path) -> None:
+    resumed = _train([f"resume={run_dir}"])
+    _, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err[-3000:]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, reference):
+    run_dir, steps = tmp_path / "run", tmp_path / "step.txt"
+    victim, killed_step = _start_and_signal(run_dir, steps, signal.SIGKILL, at=40 + 15)  # mid second epoch
     victim.wait()
     assert not (run_dir / "metrics.json").exists()
 
@@ -58,12 +95,27 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert killed_step - saved["global_step"] <= EVERY, "lost more than one checkpoint interval"
     assert 40 < saved["global_step"] < 80, "the checkpoint should be mid-epoch"
 
-    resumed = _train([f"resume={run_dir}"])
-    out, err = resumed.communicate(timeout=180)
-    assert resumed.returncode == 0, err[-3000:]
-    out_ref, err_ref = ref.communicate(timeout=180)
-    assert ref.returncode == 0, err_ref[-3000:]
-    assert _metrics(run_dir) == _metrics(ref_dir)
+    _resume(run_dir)
+    assert _metrics(run_dir) == reference.metrics()
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_sigint_save_at_the_step_and_resume_exactly(tmp_path, reference, sig, status):
+    # Lightning alone exits 0 on SIGTERM and saves nothing on either: the work since the last periodic save is lost
+    run_dir, steps = tmp_path / "run", tmp_path / "step.txt"
+    victim, step = _start_and_signal(run_dir, steps, sig, at=40 + 13)  # between two periodic saves (50, 60)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == status, err[-3000:]
+    assert f"error: {signal.Signals(sig).name} received: training stopped at step" in err
+    assert f"resume={run_dir}" in err and "Traceback" not in err
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert 0 <= saved["global_step"] - step <= 1, "saved at the batch the signal arrived in"
+    assert saved["global_step"] % EVERY, "a checkpoint of its own, not the last periodic one"
+    assert not (run_dir / "metrics.json").exists()
+
+    if sig == signal.SIGTERM:  # resuming from a signal's checkpoint is the same path for both: once is enough
+        _resume(run_dir)
+        assert _metrics(run_dir) == reference.metrics()
 
 
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
@@ -86,26 +138,67 @@ def test_not_a_checkpoint(tmp_path):
     torch.save(torch.zeros(2), p)
     with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
         load_checkpoint(p)
+    p.write_text("hello")  # any file at all: the weights-only unpickler fails in its own ways
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*not the zip archive torch.save writes"):
+        load_checkpoint(p)
 
 
 def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
-    """A failure in the middle of writing leaves the previous last.ckpt intact and loadable."""
-    from fsspec.implementations.local import LocalFileOpener
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-    io = TorchCheckpointIO()
+    """A failure in the middle of writing leaves the previous last.ckpt intact and loadable; the temporary
+    file lives beside the target, so the final rename never crosses filesystems (never a copy)."""
+    io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
 
-    def broken_write(self, data):
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renames.append((Path(src), Path(dst))), real_replace(src, dst)))
+    real_save = torch.save
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04half a checkpoint")
         raise OSError("disk died mid-write")
 
-    monkeypatch.setattr(LocalFileOpener, "write", broken_write)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="mid-write"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
-    monkeypatch.undo()
+    monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(path)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 3}, path)
+    assert load_checkpoint(path)["global_step"] == 3
+    assert [(src.parent, dst) for src, dst in renames] == [(tmp_path, path)]
+
+
+SAVER = """
+import sys, torch
+from tasks.checkpoints import AtomicCheckpointIO
+io, state = AtomicCheckpointIO(), {"state_dict": {"w": torch.randn(4_000_000)}, "global_step": 0}
+while True:
+    state["global_step"] += 1
+    io.save_checkpoint(state, sys.argv[1])
+"""
+
+
+def test_sigkill_during_a_save_leaves_last_ckpt_loadable(tmp_path):
+    path = tmp_path / "last.ckpt"
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (path.is_file() and list(tmp_path.glob(".last.ckpt.*.tmp"))):
+            assert saver.poll() is None, "the saver died"
+            time.sleep(0.005)
+    finally:  # killed while a 16 MB save is being written
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+    assert load_checkpoint(path)["global_step"] >= 1
+
+
+def test_trainer_from_config_saves_atomically(compose_cfg):
+    from hydra.utils import instantiate
+
+    trainer = instantiate(compose_cfg().trainer, callbacks=[], logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 def test_resume_with_a_different_model_is_refused(compose_cfg, tmp_path):

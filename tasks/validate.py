@@ -1,0 +1,401 @@
+"""Checking a composed config before anything is built, so that a bad request fails in a second with one
+message (the key, the offending value, the fix) instead of a traceback minutes into a run.
+
+- Schemas: the ``trainer``/``data``/``task`` groups and every callback and logger entry are checked
+  against the signature of their ``_target_`` (keys it accepts, the types it annotates), the top-level
+  keys against :class:`RunSchema`, ``task.optimizer``/``task.scheduler`` against the builders in
+  ``tasks/optim.py``, and a few keys against value ranges (:data:`RANGES`). Deriving the schemas from
+  the constructors keeps them in step with the code; Lightning's and OmegaConf's own errors for these
+  come late (after the data is loaded) or as tracebacks.
+- Model/data compatibility, from the registry (``ModelInfo.modalities``/``tasks``/``input_shape``) and
+  the data config's ``meta`` and declared facts (``num_classes``, ``in_chans``, ``img_size``,
+  ``vocab_size``, ...): an image model on text, a language model on images, a wrong ``in_chans``, an
+  image size the patch size does not divide, an embedding smaller than the vocabulary.
+- The output folder: a fresh run never writes into a folder that already holds a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from zoo.registry import ZooError, list_models, model_info
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+class ConfigError(ZooError):
+    """A config key or value that cannot work; the message names it, says what was expected and how to fix it."""
+
+
+@dataclass(frozen=True)
+class RunSchema:
+    """The top-level keys of conf/train.yaml."""
+
+    seed: int
+    threads: int | None = None
+    ckpt_path: str | None = None
+    checkpoint_every: int = 500
+    test: bool = True
+
+
+def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v is None or v >= low), what
+
+
+# Value ranges the annotations cannot say (the type is checked first).
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "threads": _at_least(1, "at least 1 (or null for torch's default)"),
+    "checkpoint_every": _at_least(1, "a number of training steps, at least 1"),
+    "data.batch_size": _at_least(1, "at least 1"),
+    "data.eval_batch_size": _at_least(1, "at least 1"),
+    "data.val_size": _at_least(0, "0 or more samples"),
+    "task.optimizer.lr": ((lambda v: v > 0), "a positive learning rate, e.g. 1e-3"),
+    "task.optimizer.weight_decay": _at_least(0, "0 or more"),
+    "task.label_smoothing": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    "trainer.max_epochs": _at_least(-1, "a number of epochs (-1: no limit)"),
+    "trainer.max_steps": _at_least(-1, "a number of steps (-1: no limit)"),
+    "trainer.accumulate_grad_batches": _at_least(1, "at least 1"),
+    "trainer.gradient_clip_val": _at_least(0, "0 or more (null: no clipping)"),
+    "trainer.log_every_n_steps": _at_least(1, "at least 1"),
+    "trainer.limit_train_batches": _at_least(0, "a number of batches or a fraction in (0, 1]"),
+    "trainer.limit_val_batches": _at_least(0, "a number of batches or a fraction in [0, 1]"),
+    "trainer.limit_test_batches": _at_least(0, "a number of batches or a fraction in [0, 1]"),
+}
+# Arguments the runner passes itself, not the config.
+SUPPLIED = {"trainer": {"callbacks", "logger", "default_root_dir"}, "task": {"model"}}
+# What each task class trains; tasks not listed here skip the task/model/data pairing check.
+TASK_KINDS: dict[str, tuple[str, ...]] = {
+    "ClassificationTask": ("classify",),
+    "LanguageModelTask": ("lm",),
+    "Seq2SeqTask": ("seq2seq",),
+    "ForecastingTask": ("forecast",),
+    "Word2VecTask": ("embed",),
+    "ReconstructionTask": ("reconstruct", "denoise"),
+    "VAETask": ("generate", "reconstruct"),
+    "GANTask": ("generate",),
+}
+# Generative tasks use a dataset's images only, so any image dataset serves them.
+ANY_IMAGE_DATA = {"reconstruct", "denoise", "generate"}
+# Facts a model config takes from its data config by interpolation; an override that differs cannot work.
+FACTS = ("num_classes", "in_chans", "img_size", "in_features", "out_features", "horizon")
+VOCABS = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Every check of this module on a composed (and resolved) training config; raises :class:`ConfigError`."""
+    check_schemas(cfg)
+    check_compatible(cfg)
+    check_output_dir(cfg)
+
+
+# -- schemas -------------------------------------------------------------------------------------------------
+
+def _container(cfg: DictConfig, key: str) -> Any:
+    """``cfg.<key>`` as plain Python, interpolations resolved; a broken interpolation becomes a ConfigError."""
+    node = OmegaConf.select(cfg, key, throw_on_missing=False)
+    try:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except OmegaConfBaseException as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"{key}: {first}. Check the value named there (a typo in an override, or a model "
+                          "config that needs a fact its data config does not declare).") from None
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):  # literals merge into one list: "one of 64, 32, '32-true' or null"
+        literals = [v for a in args if typing.get_origin(a) is Literal for v in typing.get_args(a)]
+        rest = [_describe(a) for a in args if typing.get_origin(a) is not Literal]
+        return " or ".join(dict.fromkeys([*([_describe(Literal[tuple(literals)])] if literals else []), *rest]))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    if tp in names:
+        return names[tp]
+    if origin in (list, tuple, Sequence, Iterable) or tp in (list, tuple):
+        return "a list, e.g. [a, b]"
+    if origin in (dict, Mapping) or tp is dict:
+        return "a mapping, e.g. {a: 1}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    """Whether a plain config value can be passed where ``tp`` is annotated (unknown constructs: yes)."""
+    if tp is Any or tp is inspect.Parameter.empty:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence, Iterable) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else Any
+        return all(_conforms(v, item) for v in value)
+    if origin in (dict, Mapping) or tp is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type):  # a class: a config entry with _target_ builds it, or the value is one already
+        return isinstance(value, tp) or isinstance(value, dict) and "_target_" in value
+    return True
+
+
+def _close(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _check_value(key: str, value: Any, tp: Any) -> None:
+    if not _conforms(value, tp):
+        raise ConfigError(f"{key}={value!r} ({type(value).__name__}) is not valid: expected {_describe(tp)}. "
+                          f"Set it on the command line as {key}=<value>.")
+    rule = RANGES.get(key)
+    if rule is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+        raise ConfigError(f"{key}={value!r} is out of range: expected {rule[1]}.")
+    if isinstance(value, dict) and "_target_" in value:
+        check_target(key, value)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, dict) and "_target_" in v:
+                check_target(f"{key}[{i}]", v)
+
+
+def _check_signature(key: str, values: Mapping[str, Any], fn: Callable[..., Any], *, owner: str,
+                     skip: Iterable[str] = ()) -> None:
+    """``values`` against ``fn``'s keyword parameters: no unknown key (unless it takes ``**kwargs``), types."""
+    params = {n: p for n, p in inspect.signature(fn).parameters.items() if n not in ("self", *skip)}
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # annotations that name types only imported for type checkers: check keys only
+        hints = {}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for name, value in values.items():
+        if name.startswith("_") and name.endswith("_"):  # Hydra's _target_, _partial_, _convert_, ...
+            continue
+        if name not in params:
+            if open_ended:
+                continue
+            raise ConfigError(f"{key}.{name} is not an argument of {owner}.{_close(name, accepted)} "
+                              f"It accepts: {', '.join(accepted)}.")
+        _check_value(f"{key}.{name}", value, hints.get(name, Any))
+
+
+def check_target(key: str, values: Mapping[str, Any], *, skip: Iterable[str] = ()) -> None:
+    """A config entry with ``_target_``: the target imports, and the entry's keys and values fit its signature."""
+    from hydra.utils import get_object
+
+    target = values["_target_"]
+    try:
+        obj = get_object(target)
+    except Exception as e:
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({str(e).splitlines()[0]}). "
+                          "Check the dotted path (module.Class).") from None
+    fn = obj.__init__ if inspect.isclass(obj) else obj
+    if callable(fn):
+        _check_signature(key, values, fn, owner=target, skip=skip)
+
+
+def check_schemas(cfg: DictConfig) -> None:
+    """Top-level keys, the trainer/data/task groups, callbacks and loggers, optimizer and scheduler."""
+    hints = typing.get_type_hints(RunSchema)
+    for f in dataclasses.fields(RunSchema):
+        if f.name in cfg:
+            _check_value(f.name, cfg[f.name], hints[f.name])
+    for group in ("trainer", "data", "task"):
+        values = _container(cfg, group)
+        if isinstance(values, dict) and "_target_" in values:
+            check_target(group, values, skip=SUPPLIED.get(group, ()))
+    _check_accelerator(_container(cfg, "trainer") or {})
+    for group in ("callbacks", "logger"):
+        for name, entry in (_container(cfg, group) or {}).items():
+            if isinstance(entry, dict) and "_target_" in entry:
+                check_target(f"{group}.{name}", entry)
+    task = _container(cfg, "task") or {}
+    if isinstance(task.get("optimizer"), dict):
+        _check_optimizer(task["optimizer"])
+    if isinstance(task.get("scheduler"), dict):
+        _check_scheduler(task["scheduler"])
+
+
+def _check_accelerator(trainer: dict[str, Any]) -> None:
+    # Lightning's own message for this is "No supported gpu backend found!", with a traceback.
+    import torch
+
+    accelerator = trainer.get("accelerator")
+    gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    if accelerator in ("gpu", "cuda", "mps") and not gpu:
+        raise ConfigError(f"trainer.accelerator={accelerator!r} but this machine has no usable GPU "
+                          "(torch.cuda.is_available() is False). Train on the CPU (trainer=cpu, the default), or "
+                          "set trainer.accelerator=auto to use a GPU where there is one.")
+
+
+def _check_optimizer(opt: dict[str, Any]) -> None:
+    from timm.optim import list_optimizers
+
+    from tasks.optim import build_optimizer
+
+    _check_signature("task.optimizer", opt, build_optimizer, owner="tasks.optim.build_optimizer", skip=("model",))
+    name = opt.get("name", "adamw")
+    known = list_optimizers()
+    if str(name).lower() not in known:
+        raise ConfigError(f"task.optimizer.name={name!r} is not an optimizer timm knows.{_close(str(name), known)} "
+                          "Common ones: sgd, momentum, adam, adamw, lamb, lion.")
+
+
+def _check_scheduler(sched: dict[str, Any]) -> None:
+    from tasks.optim import SCHEDULES, build_scheduler
+
+    _check_signature("task.scheduler", sched, build_scheduler, owner="tasks.optim.build_scheduler",
+                     skip=("optimizer", "total_steps"))
+    name = sched.get("name", "cosine")
+    if name not in SCHEDULES:
+        raise ConfigError(f"task.scheduler.name={name!r} is not a schedule.{_close(str(name), SCHEDULES)} "
+                          f"Choose one of {', '.join(SCHEDULES)}.")
+
+
+# -- model/data compatibility --------------------------------------------------------------------------------
+
+def _data_configs_for(tasks: Iterable[str], modalities: Iterable[str]) -> list[str]:
+    """Data configs (conf/data/*.yaml) whose meta names one of ``tasks`` and ``modalities``."""
+    import yaml
+
+    found = []
+    for p in sorted((CONF_DIR / "data").glob("*.yaml")):
+        meta = ((yaml.safe_load(p.read_text()) or {}).get("data") or {}).get("meta") or {}
+        if meta.get("task") in tasks and meta.get("modality") in modalities:
+            found.append(p.stem)
+    return found
+
+
+def _model_info(name: str) -> Any:
+    """Registry metadata; ``timm/...`` and ``torchvision/...`` names are image classifiers outside the registry."""
+    if "/" in name:
+        return types.SimpleNamespace(name=name, modalities=("image",), modality="image", tasks=("classify",),
+                                     input_shape=None)
+    return model_info(name)  # an unknown name fails here, with close matches
+
+
+def _pairing_error(name: str, info: Any, dataset: str, modality: str | None, task: str | None,
+                   task_kinds: tuple[str, ...] | None) -> ConfigError:
+    modalities = getattr(info, "modalities", (info.modality,))
+    kind = "/".join(modalities)
+    wanted = (task,) if task else task_kinds or ()
+    others = sorted({m for t in wanted for m in list_models(task=t, modality=modality)}) if modality else []
+    fits = _data_configs_for(info.tasks, modalities)
+    trained_as = f" (trained as {'/'.join(task_kinds)})" if task_kinds and task not in task_kinds else ""
+    return ConfigError(
+        f"model {name!r} cannot train on {dataset}: {name} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} model "
+        f"for {'/'.join(info.tasks)}, and {dataset} is {modality or 'unknown'} data for "
+        f"{task or 'an unknown task'}{trained_as}. "
+        + (f"Models for {dataset}: {', '.join(others)} (model=NAME). " if others else "")
+        + (f"Data for {name}: {', '.join(fits)} (data=NAME)." if fits else "")
+    )
+
+
+def check_compatible(cfg: DictConfig) -> None:
+    """The model can learn the data config's task on its modality, and the facts they share agree."""
+    if "model" not in cfg or "data" not in cfg:
+        return
+    name = str(cfg.model.get("name"))
+    data = cfg.data
+    dataset = str(data.get("dataset") or data.get("source") or data.get("_target_"))
+    meta = _container(cfg, "data.meta") or {}
+    modality, data_task = meta.get("modality"), meta.get("task")
+    target = str(OmegaConf.select(cfg, "task._target_", default="") or "")
+    task_kinds = TASK_KINDS.get(target.rsplit(".", 1)[-1])
+
+    info = _model_info(name)
+    if modality and modality not in getattr(info, "modalities", (info.modality,)):
+        raise _pairing_error(name, info, dataset, modality, data_task, task_kinds)
+    if task_kinds and not set(task_kinds) & set(info.tasks):
+        raise _pairing_error(name, info, dataset, modality, data_task, task_kinds)
+    if task_kinds and data_task and data_task not in task_kinds and not (
+            set(task_kinds) <= ANY_IMAGE_DATA and modality == "image"):
+        raise ConfigError(f"task {target} trains {'/'.join(task_kinds)}, but {dataset} is data for {data_task}. "
+                          f"Drop the task= override: the data config brings its own task.")
+    model = _container(cfg, "model")
+    if model.get("task") is not None:  # models that serve several tasks take the data config's as an argument
+        if model["task"] not in info.tasks:
+            raise ConfigError(f"model.task={model['task']!r}: {name} does {', '.join(info.tasks)}. "
+                              f"Remove the override (it follows data.meta.task={data_task!r}).")
+        if data_task and model["task"] != data_task:
+            raise ConfigError(f"model.task={model['task']!r} but {dataset} is data for {data_task}; remove the "
+                              f"override of model.task (its config takes ${{data.meta.task}}).")
+    _check_facts(name, model, _container(cfg, "data"), dataset, info)
+
+
+def _check_facts(name: str, model: dict[str, Any], data: dict[str, Any], dataset: str, info: Any) -> None:
+    for key in FACTS:
+        m, d = model.get(key), data.get(key)
+        if m is not None and d is not None and m != d:
+            raise ConfigError(f"model.{key}={m!r} but {dataset} has {key}={d!r}: the model would not fit the "
+                              f"data. Remove the override of model.{key} (its config takes ${{data.{key}}}).")
+    vocab = data.get("vocab_size")
+    for key in VOCABS:
+        m = model.get(key)
+        if m is not None and vocab is not None and m < vocab:
+            raise ConfigError(f"model.{key}={m} is smaller than the vocabulary of {dataset} (data.vocab_size="
+                              f"{vocab}): token ids up to {vocab - 1} would index past the embedding. Use "
+                              f"model.{key}=${{data.vocab_size}} (the default) or a larger value.")
+    m_len, d_len = model.get("max_len"), data.get("max_len")
+    if m_len is not None and d_len is not None and m_len < d_len:
+        raise ConfigError(f"model.max_len={m_len} is shorter than the sequences of {dataset} (data.max_len={d_len}); "
+                          f"set model.max_len to at least {d_len}, or shorten data.max_len.")
+    patch, img = model.get("patch_size"), model.get("img_size", data.get("img_size"))
+    if patch is not None and img is not None:
+        sides = tuple(img) if isinstance(img, (list, tuple)) else (img, img)  # (H, W)
+        patches = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch)
+        if any(p <= 0 or i % p for i, p in zip(sides, patches, strict=False)):
+            side = sides[0]
+            fits = [p for p in range(2, side + 1) if side % p == 0]
+            raise ConfigError(f"model.patch_size={patch!r} does not divide the image size {img!r} ({name} cuts "
+                              f"the image into non-overlapping patches). Choose a patch size that divides it: "
+                              f"{', '.join(map(str, fits))}.")
+    shape = info.input_shape
+    chans = data.get("in_chans")
+    if (shape and chans is not None and "in_chans" not in model and info.modality == "image"
+            and len(shape) == 3 and shape[0] != chans):
+        raise ConfigError(f"model {name!r} takes {shape[0]}-channel images (input {tuple(shape)}) and has no "
+                          f"in_chans argument, but {dataset} has {chans} channels. Choose another model or data.")
+
+
+# -- output folder -------------------------------------------------------------------------------------------
+
+def check_output_dir(cfg: DictConfig) -> None:
+    """A fresh run does not write into a folder that already holds a run (its results or checkpoints).
+
+    Run folders carry microseconds (conf/hydra/default.yaml), so this only fires when a folder is named
+    twice (``hydra.run.dir=...``) - where the second run would silently mix its files with the first's.
+    Only rank 0 checks: under DDP the other ranks start inside rank 0's run.
+    """
+    if cfg.get("ckpt_path") or int(os.environ.get("LOCAL_RANK", 0)) or int(os.environ.get("RANK", 0)):
+        return
+    out = Path(str(OmegaConf.select(cfg, "paths.output_dir")))
+    used = [p for p in (out / "metrics.json", out / "checkpoints" / "last.ckpt") if p.is_file()]
+    if used:
+        raise ConfigError(f"the output folder {out} already holds a run ({used[0].name} is there). Resume it with "
+                          f"resume={out} (or ckpt_path=last), or give this run its own folder: drop "
+                          "hydra.run.dir (each run gets a fresh timestamped one) or name another.")

@@ -1,0 +1,75 @@
+"""Two-process DDP on CPU (gloo) through train.py: each rank trains on its own shard, the val/test metrics
+are reduced across ranks, and only rank 0 writes checkpoints, logs and metrics.json."""
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks.data import TensorBatchLoader
+from tasks.runner import build
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_BATCH, TEST_BATCHES = 250, 2  # per rank: 500 test images; both ranks: the first 1000
+RUN = [
+    "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "threads=1", "model=lenet5", "data=mnist",
+    "seed=0", "data.batch_size=64", f"data.eval_batch_size={EVAL_BATCH}", "trainer.max_epochs=1",
+    "trainer.limit_train_batches=8", "trainer.limit_val_batches=2", f"trainer.limit_test_batches={TEST_BATCHES}",
+    "trainer.num_sanity_val_steps=0", "callbacks.progress_bar=null",
+]
+# everything a DDP run may leave in its folder; a rank other than 0 writing a report would add a file
+EXPECTED_FILES = [".hydra/*.yaml", "train.log", "train_ddp_process_1.log",  # Hydra's (empty) job log per rank
+                  "csv/metrics.csv", "csv/hparams.yaml", "checkpoints/best-epoch000.ckpt", "checkpoints/last.ckpt",
+                  "metrics.json"]
+
+
+def test_loader_gives_each_rank_its_own_equal_shard():
+    data = torch.arange(103)
+    shards = [torch.cat([b[0] for b in TensorBatchLoader(data, batch_size=10, shuffle=True, drop_last=True, seed=1,
+                                                          rank=r, world_size=2)]) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 50  # equal batch counts: no rank waits alone in a collective
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    evals = [torch.cat([b[0] for b in TensorBatchLoader(data, batch_size=10, rank=r, world_size=2)]) for r in (0, 1)]
+    assert sorted(torch.cat(evals).tolist()) == list(range(102))  # unshuffled: the union is the data in order
+
+
+def test_two_process_ddp_on_cpu_reduces_metrics_and_only_rank0_writes(tmp_path, compose_cfg):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "train.py", *RUN, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in r.stderr and "GLOBAL_RANK: 1, MEMBER: 2/2" in r.stderr
+    assert "distributed_backend=gloo" in r.stderr
+
+    summaries = [line for line in r.stdout.splitlines() if line.startswith("[lenet5 on mnist]")]
+    assert len(summaries) == 1, r.stdout  # printed where metrics.json is written: rank 0 only
+    files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
+    unexpected = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in EXPECTED_FILES)]
+    assert not unexpected, files
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["steps"] == 8
+
+    # Reduced across ranks: the test metrics equal one process's evaluation of both ranks' shards together.
+    cfg = compose_cfg("model=lenet5", "data=mnist", "logger=none", "callbacks.progress_bar=null",
+                      f"data.eval_batch_size={2 * EVAL_BATCH * TEST_BATCHES}", "trainer.limit_test_batches=1",
+                      f"paths.output_dir={tmp_path / 'single'}")
+    datamodule, task, trainer, _ = build(cfg)
+    single = trainer.test(task, datamodule=datamodule, ckpt_path=m["best_checkpoint"], weights_only=True,
+                          verbose=False)[0]
+    assert m["test/acc"] == single["test/acc"]
+    assert m["test/loss"] == pytest.approx(single["test/loss"], abs=1e-5)
+    # ... and not one rank's own half: the halves differ, so a rank-local value could not match
+    x, y = datamodule.test_set
+    n = 2 * EVAL_BATCH * TEST_BATCHES
+    task.eval()
+    with torch.no_grad():
+        correct = (task(datamodule.transform(x[:n], train=False)).argmax(1) == y[:n]).float()
+    halves = correct[0::2].mean().item(), correct[1::2].mean().item()
+    assert halves[0] != halves[1]
+    assert m["test/acc"] == pytest.approx(correct.mean().item(), abs=1e-7)
