@@ -18,7 +18,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from tasks.callbacks import SpeedMonitor
-from tasks.checkpoints import check_resumable
+from tasks.checkpoints import check_resumable, write_atomic
+from tasks.resolve import resolve_for_run
+from tasks.validate import validate_config
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,14 @@ def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics."""
     out = Path(cfg.paths.output_dir)
+    cfg = resolve_for_run(cfg, out)  # model=auto and model-implied tasks; prints them, writes selection.json
+    validate_config(cfg)  # bad keys, values and model/data pairs stop here, before any data is read
     out.mkdir(parents=True, exist_ok=True)
     datamodule, task, trainer, speed = build(cfg)
 
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out)
     if ckpt_path is not None:
-        check_resumable(ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
+        check_resumable(ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), task=task)
     t0 = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_time = time.perf_counter() - t0
@@ -91,12 +95,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "train_time_s": round(train_time, 2),
-        "samples_per_s": round(speed.samples_per_s, 1),
+        "samples_per_s": round(speed.samples_per_s * trainer.world_size, 1),  # all ranks (equal shards)
+        "world_size": trainer.world_size,
         "best_checkpoint": best,
         "seed": cfg.seed,
     }
     if trainer.is_global_zero:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_atomic(out / "metrics.json", lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode()))
         shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
         print(f"[{metrics['model']} on {metrics['data']}] {shown}  params={metrics['params']:,}  "
               f"epochs={metrics['epochs']}  train_time={train_time:.1f}s  "

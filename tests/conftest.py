@@ -29,16 +29,17 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def compose_cfg(tmp_path, data_dir):
-    """``compose_cfg(*overrides)`` -> the composed training config, writing into ``tmp_path``."""
+    """``compose_cfg(*overrides)`` -> the composed training config, writing into ``tmp_path``, resolved as
+    train.py resolves it (model=auto, model-implied task: tasks/resolve.py) unless ``resolve=False``."""
 
-    def _compose(*overrides: str, return_hydra_config: bool = False):
+    def _compose(*overrides: str, return_hydra_config: bool = False, resolve: bool = True):
+        from tasks.resolve import resolve_config
+
         GlobalHydra.instance().clear()
+        overrides = (f"paths.output_dir={tmp_path}", f"paths.data_dir={data_dir}", *overrides)
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose(
-                "train",
-                overrides=[f"paths.output_dir={tmp_path}", f"paths.data_dir={data_dir}", *overrides],
-                return_hydra_config=return_hydra_config,
-            )
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+            return resolve_config(cfg, overrides=overrides).cfg if resolve else cfg
 
     return _compose
 

@@ -4,6 +4,8 @@
 ``zoo.create_model(name, **kwargs)``.
 """
 
+from zoo import export  # zoo.export.to_onnx / to_torch_export
+from zoo.checkpoint import load_model, save_model
 from zoo.registry import (
     ModelInfo,
     UnknownModelError,
@@ -15,6 +17,7 @@ from zoo.registry import (
     model_info,
     register_model,
 )
+from zoo.select import select  # the function; the tree itself: from zoo.select import TREE
 
 __all__ = [
     "ModelInfo",
@@ -23,8 +26,12 @@ __all__ = [
     "count_params",
     "create_model",
     "example_inputs",
+    "export",
     "list_models",
+    "load_model",
     "model_info",
     "register_model",
+    "save_model",
+    "select",
 ]
 __version__ = "0.1.0"

@@ -3,7 +3,9 @@
 from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
 from zoo.layers.attention import AdditiveAttention, AttentionOutput, MultiHeadAttention, causal_mask
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
+from zoo.layers.deconv import ConvTransposeNormAct
 from zoo.layers.mlp import FeedForward, LinearNormAct
+from zoo.layers.noise import NOISE_KINDS, PixelNoise
 from zoo.layers.position import (
     POSITIONS,
     LearnedPositionalEmbedding,
@@ -17,12 +19,14 @@ from zoo.layers.transformer import DecoderLayer, EncoderLayer, TransformerDecode
 
 __all__ = [
     "ACTIVATIONS",
+    "NOISE_KINDS",
     "POSITIONS",
     "AdditiveAttention",
     "AttentionOutput",
     "BasicBlock",
     "Bottleneck",
     "ConvNormAct",
+    "ConvTransposeNormAct",
     "DecoderLayer",
     "DepthwiseSeparableConv",
     "EncoderLayer",
@@ -30,6 +34,7 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "LinearNormAct",
     "MultiHeadAttention",
+    "PixelNoise",
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
     "TransformerDecoder",

@@ -1,0 +1,183 @@
+"""The ``zoo`` command: browse the registry, ask the decision tree, and report comparison sweeps.
+
+    zoo list [PATTERN] [--family F] [--modality M] [--task T]   models with parameter counts
+    zoo info NAME                                                metadata, default config, tree branch
+    zoo select --modality image [--task T] [--accuracy light]   the decision tree's choice and path
+    zoo compare SWEEP_DIR                                        (re)write a comparison sweep's report
+
+``list``, ``info`` and ``select`` import neither Lightning nor Hydra (parameters are counted on the
+``meta`` device, without allocating weights); ``compare`` loads the training side (``tasks.compare``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from zoo.registry import MODALITIES, ZooError, create_model, list_models, model_info
+from zoo.select import GOALS, as_arguments, mermaid, routes_to, select
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a source checkout (pip install -e .)
+
+
+def count_params_fast(name: str) -> int:
+    """Parameters of ``create_model(name)`` with default kwargs, built on the meta device (no memory, ~ms)."""
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+    except Exception:  # an initialiser that needs real values: build it for real
+        model = create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _table(rows: list[list[str]], right: Sequence[int] = ()) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern, family=args.family, modality=args.modality, task=args.task)
+    if not names:
+        filters = ", ".join(f"{k}={v}" for k, v in (("family", args.family), ("modality", args.modality),
+                                                    ("task", args.task)) if v)
+        print(f"no model matches {args.pattern!r}{' with ' + filters if filters else ''}; "
+              f"`zoo list` shows all {len(list_models())}.", file=sys.stderr)
+        return 1
+    rows = [["name", "family", "modality", "tasks", "params", "paper"]]
+    for n in names:
+        info = model_info(n)
+        rows.append([n, info.family, "/".join(info.modalities), ", ".join(info.tasks),
+                     f"{count_params_fast(n):,}", info.paper])
+    print(_table(rows, right=(4,)))
+    return 0
+
+
+def _route_lines(name: str) -> list[str]:
+    routes = routes_to(name)
+    if not routes:
+        return [f"  not a leaf of the decision tree: name it yourself (model={name})"]
+    lines = []
+    for route in routes:
+        lines.append("  " + " -> ".join(map(str, route)) + f" -> {name}")
+        sel_args = as_arguments(route)
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sel_args.items())
+        generation = any(d.ask == "kind" and d.answer == "generation" for d in route)  # goal.task=generate
+        goals = " ".join(f"goal.{k}={v}" for k, v in sel_args.items() if k in GOALS or k == "task" and generation)
+        lines.append(f"    zoo select {flags}   |   python train.py data=... model=auto {goals}".rstrip())
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = model_info(args.name)
+    sig = ", ".join(f"{k}={v!r}" for k, v in info.defaults.items())
+    print(f"{info.name}: {info.paper or 'no paper given'}")
+    fields = [("family", info.family), ("modality", "/".join(info.modalities)), ("tasks", ", ".join(info.tasks)),
+              ("input shape", str(info.input_shape) if info.input_shape else "see its example function"),
+              ("parameters", f"{count_params_fast(info.name):,} (default arguments)"),
+              ("builder", f"{info.builder.__module__}.{info.builder.__name__}({sig})")]
+    doc = inspect.getdoc(info.builder)
+    if doc:
+        fields.append(("about", doc.splitlines()[0]))
+    for k, v in fields:
+        print(f"  {k + ':':13}{v}")
+    cfg = CONF_DIR / "model" / f"{info.name}.yaml"
+    print(f"default config (conf/model/{info.name}.yaml; python train.py model={info.name}):")
+    if cfg.is_file():
+        print("\n".join("  " + line for line in cfg.read_text().rstrip().splitlines()))
+    else:
+        print("  (no conf/ folder here: configs come with a source checkout)")
+    print("selected by the decision tree (zoo select --help):")
+    print("\n".join(_route_lines(info.name)))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    if args.mermaid:
+        print(mermaid(), end="")
+        return 0
+    if not args.modality:
+        raise ZooError(f"zoo select needs --modality (one of {', '.join(MODALITIES)}); --mermaid prints the tree.")
+    sel = select(args.modality, task=args.task, accuracy=args.accuracy, arch=args.arch, generator=args.generator,
+                 sequence=args.sequence, img_size=args.img_size)
+    if args.json:
+        print(json.dumps(sel.to_dict(), indent=2))
+        return 0
+    print(sel.name)
+    print("  " + " -> ".join(map(str, sel.path)) + f" -> {sel.name}")
+    if sel.note:
+        print(f"  why: {sel.note}")
+    print(f"  train it: python train.py model={sel.name} data=...   (or data=... model=auto with the goal.* "
+          "settings above)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tasks.compare import write_report  # the training side: Lightning, matplotlib
+
+    report = write_report(args.sweep_dir, metric=args.metric, mode=args.mode, curve=args.curve,
+                          plots=not args.no_plots)
+    print(report.read_text(), end="")
+    print(f"-> {report} (+ report.csv, runs.csv{'' if args.no_plots else ', *.png'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoo", description="The dnn-zoo model registry and decision tree.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="registered models with parameter counts")
+    s.add_argument("pattern", nargs="?", default="*", help="wildcards, e.g. 'resnet*'")
+    s.add_argument("--family")
+    s.add_argument("--modality", choices=MODALITIES)
+    s.add_argument("--task", help="classify, regress, lm, seq2seq, forecast, embed, reconstruct, denoise, generate")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("info", help="one model: metadata, default config, the tree's branch to it")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("select", help="walk the selection decision tree",
+                       description="Walk the selection decision tree (README: 'Choosing a model').")
+    s.add_argument("--modality", choices=MODALITIES)
+    s.add_argument("--task", help="classify (default), lm, seq2seq/translate, forecast, embed, generate, "
+                   "reconstruct, denoise")
+    for key, (default, what) in GOALS.items():
+        s.add_argument(f"--{key}", default=default, help=f"{what} (default {default})")
+    s.add_argument("--img-size", type=int, help="pixels a side; above 64 the ImageNet ResNet")
+    s.add_argument("--json", action="store_true", help="the choice and path as JSON")
+    s.add_argument("--mermaid", action="store_true", help="print the whole tree as a mermaid diagram")
+    s.set_defaults(fn=cmd_select)
+
+    s = sub.add_parser("compare", help="(re)write the report of a comparison sweep, without retraining")
+    s.add_argument("sweep_dir", type=Path)
+    s.add_argument("--metric", help="ranking metric (default: the sweep's, e.g. test/acc)")
+    s.add_argument("--mode", choices=("max", "min"))
+    s.add_argument("--curve", help="logged metric for the learning curves (default: the metric on val)")
+    s.add_argument("--no-plots", action="store_true")
+    s.set_defaults(fn=cmd_compare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
