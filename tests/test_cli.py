@@ -40,6 +40,14 @@ def test_list_filters_by_task_family_and_modality(capsys):
     assert rc == 1 and "no model matches" in err
 
 
+def test_list_markdown_is_the_readme_models_table(capsys):
+    rc, out, _ = _zoo(capsys, "list", "--markdown")
+    lines = out.splitlines()
+    assert rc == 0 and lines[1].startswith("| --- |") and len(lines) == 2 + len(zoo.list_models())
+    readme = (ROOT / "README.md").read_text()
+    assert all(line in readme for line in lines)  # README's table is regenerated with `zoo list --markdown`
+
+
 def test_info_shows_metadata_config_and_the_branch_that_selects_it(capsys):
     rc, out, _ = _zoo(capsys, "info", "mobilenet_tiny")
     assert rc == 0

@@ -1,6 +1,6 @@
 """The ``zoo`` command: browse the registry, ask the decision tree, and report comparison sweeps.
 
-    zoo list [PATTERN] [--family F] [--modality M] [--task T]   models with parameter counts
+    zoo list [PATTERN] [--family F] [--modality M] [--task T] [--markdown]   models with parameter counts
     zoo info NAME                                                metadata, default config, tree branch
     zoo select --modality image [--task T] [--accuracy light]   the decision tree's choice and path
     zoo compare SWEEP_DIR                                        (re)write a comparison sweep's report
@@ -36,6 +36,11 @@ def count_params_fast(name: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _markdown(rows: list[list[str]]) -> str:
+    fmt = lambda r: "| " + " | ".join(r) + " |"  # noqa: E731
+    return "\n".join([fmt(rows[0]), fmt(["---"] * len(rows[0])), *map(fmt, rows[1:])])
+
+
 def _table(rows: list[list[str]], right: Sequence[int] = ()) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
@@ -58,9 +63,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [["name", "family", "modality", "tasks", "params", "paper"]]
     for n in names:
         info = model_info(n)
-        rows.append([n, info.family, "/".join(info.modalities), ", ".join(info.tasks),
-                     f"{count_params_fast(n):,}", info.paper])
-    print(_table(rows, right=(4,)))
+        rows.append([f"`{n}`" if args.markdown else n, info.family, "/".join(info.modalities),
+                     ", ".join(info.tasks), f"{count_params_fast(n):,}", info.paper])
+    print(_markdown(rows) if args.markdown else _table(rows, right=(4,)))
     return 0
 
 
@@ -142,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--family")
     s.add_argument("--modality", choices=MODALITIES)
     s.add_argument("--task", help="classify, regress, lm, seq2seq, forecast, embed, reconstruct, denoise, generate")
+    s.add_argument("--markdown", action="store_true", help="a Markdown table (the README's Models table)")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("info", help="one model: metadata, default config, the tree's branch to it")
