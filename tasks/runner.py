@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ from tasks.validate import validate_config
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
+
+# Noise a run's user can do nothing about: Lightning 2.6's own use of a torch pytree API that torch 2.14
+# deprecates, and its advertisement for a cloud logger at every start.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
