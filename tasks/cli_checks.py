@@ -18,7 +18,17 @@ def _debug() -> bool:
     return any(os.environ.get(v) == "1" for v in DEBUG_ENV)
 
 
+def _end_progress_lines() -> None:
+    """A progress bar leaves its line open (it redraws with carriage returns): start the message on its own."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        for stream in (sys.stdout, sys.stderr):
+            stream.write("\n")
+            stream.flush()
+
+
 def fail(message: str, code: int = 2) -> None:
+    _end_progress_lines()
     print(f"error: {message}", file=sys.stderr)
     if not _debug():
         print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
