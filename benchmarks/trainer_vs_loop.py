@@ -91,10 +91,10 @@ def main() -> None:
             for _ in range(args.repeats):  # alternate, so drifts in machine load hit both paths
                 lit.append(trainer_path(cfg))
                 raw.append(plain_loop(cfg, steps))
-        l, r = statistics.median(lit), statistics.median(raw)
-        print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {l:8.0f} samples/s | "
-              f"plain loop {r:8.0f} samples/s | ratio {l / r:.3f}  "
-              f"(per-repeat ratios {', '.join(f'{a / b:.2f}' for a, b in zip(lit, raw))})")
+        t, r = statistics.median(lit), statistics.median(raw)
+        print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {t:8.0f} samples/s | "
+              f"plain loop {r:8.0f} samples/s | ratio {t / r:.3f}  "
+              f"(per-repeat ratios {', '.join(f'{a / b:.2f}' for a, b in zip(lit, raw, strict=True))})")
 
 
 if __name__ == "__main__":

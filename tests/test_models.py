@@ -57,25 +57,25 @@ def test_default_input_gives_num_classes_logits(name):
 
 def test_lenet5_follows_the_1998_layout():
     m = zoo.create_model("lenet5", classic=True)
-    convs = [l for l in m.modules() if isinstance(l, torch.nn.Conv2d)]
-    linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
     assert [c.kernel_size for c in convs] == [(5, 5), (5, 5)] and [c.out_channels for c in convs] == [6, 16]
-    assert [l.out_features for l in linears] == [120, 84, 10]
-    assert any(isinstance(l, torch.nn.AvgPool2d) for l in m.modules())
-    assert any(isinstance(l, torch.nn.Tanh) for l in m.modules())
+    assert [mod.out_features for mod in linears] == [120, 84, 10]
+    assert any(isinstance(mod, torch.nn.AvgPool2d) for mod in m.modules())
+    assert any(isinstance(mod, torch.nn.Tanh) for mod in m.modules())
 
 
 def test_cifar_resnet_depths_follow_6n_plus_2():
     for name, n in (("resnet20", 3), ("resnet32", 5), ("resnet56", 9)):
-        convs = [l for l in zoo.create_model(name).modules() if isinstance(l, torch.nn.Conv2d)]
+        convs = [mod for mod in zoo.create_model(name).modules() if isinstance(mod, torch.nn.Conv2d)]
         assert len(convs) + 1 == 6 * n + 2  # convs + the linear head; option-A shortcuts add no conv
 
 
 def test_mlp_depth_width_activation():
     m = zoo.create_model("mlp", depth=3, width=64, act="tanh", norm=True, dropout=0.1)
-    linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
-    assert [l.out_features for l in linears] == [64, 64, 64, 10]
-    assert sum(isinstance(l, torch.nn.Tanh) for l in m.modules()) == 3
+    linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
+    assert [mod.out_features for mod in linears] == [64, 64, 64, 10]
+    assert sum(isinstance(mod, torch.nn.Tanh) for mod in m.modules()) == 3
     with pytest.raises(ValueError, match="unknown activation"):
         zoo.create_model("mlp", act="swishy")
 

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tasks.runner import run
 from tests.conftest import fast_overrides
 

@@ -84,7 +84,7 @@ def test_loader_resumes_mid_epoch_with_the_same_batches():
     resumed = TensorBatchLoader(data, batch_size=10, shuffle=True, seed=3)
     resumed.load_state_dict(state)
     rest = [b[0] for b in resumed]
-    assert all(torch.equal(a, b) for a, b in zip(seen + rest, first_epoch))
+    assert all(torch.equal(a, b) for a, b in zip(seen + rest, first_epoch, strict=True))
     assert torch.equal(torch.cat([b[0] for b in resumed]), torch.cat(second_epoch))
 
 

@@ -2,7 +2,12 @@
 
 from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader
-from tasks.data.text import CharLMDataModule, SkipGramDataModule, TextClassificationDataModule, TranslationDataModule
+from tasks.data.text import (
+    CharLMDataModule,
+    SkipGramDataModule,
+    TextClassificationDataModule,
+    TranslationDataModule,
+)
 from tasks.data.timeseries import ForecastingDataModule
 from tasks.data.vision import VisionDataModule
 

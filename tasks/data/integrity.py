@@ -28,7 +28,7 @@ def missing_files_error(dataset: str, root: Path, files: Iterable[str], *, downl
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digest(path: str, algo: str, size: int, mtime_ns: int) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:
@@ -43,7 +43,7 @@ def file_digest(path: Path, algo: str) -> str:
     return _digest(str(path), algo, st.st_size, st.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_manifest(path: str, mtime_ns: int) -> dict[str, str]:
     entries = {}
     for line in Path(path).read_text().splitlines():

@@ -28,7 +28,7 @@ class MLP(nn.Module):
             raise ValueError(f"depth must be >= 0 hidden layers, got {depth}")
         dims = [in_features] + [width] * depth
         self.hidden = nn.Sequential(
-            *(LinearNormAct(i, o, act=act, norm=norm, dropout=dropout) for i, o in zip(dims, dims[1:]))
+            *(LinearNormAct(i, o, act=act, norm=norm, dropout=dropout) for i, o in zip(dims[:-1], dims[1:], strict=True))
         )
         self.head = nn.Linear(dims[-1], num_classes)
 

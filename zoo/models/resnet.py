@@ -34,7 +34,7 @@ class ResNet(nn.Module):
             raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
         n_blocks, i = sum(layers), 0
         stages, prev = [], widths[0]
-        for s, (n, w) in enumerate(zip(layers, widths)):
+        for s, (n, w) in enumerate(zip(layers, widths, strict=True)):
             blocks = []
             for b in range(n):
                 dpr = drop_path_rate * i / max(1, n_blocks - 1)  # linearly deeper -> more drop
