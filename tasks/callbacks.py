@@ -53,12 +53,14 @@ class SpeedMonitor(L.Callback):
             first = first[0]
         self.samples += len(first)
 
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._stop()
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:  # training resumes after it
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._t0 is None:  # the first batch after a mid-epoch validation
             self._start()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Stopped until the next training batch: the validation, and the checkpoints saved after it, are
+        # not training (a checkpoint every `checkpoint_every` steps, saved between batches, is).
+        self._stop()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._stop()

@@ -66,3 +66,23 @@ def test_missing_data_root_fails_with_what_to_do(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "data files not found" in r.stderr and "ZOO_DATA_DIR" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_speed_monitor_counts_training_batches_not_validation_or_its_checkpoints(monkeypatch):
+    import torch
+
+    import tasks.callbacks as cb
+
+    clock = iter([0.0, 10.0, 25.0, 31.0, 40.0])  # perf_counter at each start/stop below
+    monkeypatch.setattr(cb.time, "perf_counter", lambda: next(clock))
+    speed, batch = cb.SpeedMonitor(), (torch.zeros(4, 1), torch.zeros(4))
+    speed.on_train_epoch_start(None, None)                  # t=0
+    speed.on_train_batch_end(None, None, None, batch, 0)
+    speed.on_validation_start(None, None)                   # t=10: a mid-epoch validation
+    speed.on_validation_end(None, None)
+    speed.on_train_batch_start(None, None, batch, 1)        # t=25: training resumes
+    speed.on_train_batch_start(None, None, batch, 2)        # running: no new start
+    speed.on_train_batch_end(None, None, None, batch, 2)
+    speed.on_validation_start(None, None)                   # t=31: the epoch-end validation
+    speed.on_train_epoch_end(None, None)                    # after it and its checkpoints: nothing more
+    assert speed.train_seconds == 16.0 and speed.samples == 8 and speed.samples_per_s == 0.5
