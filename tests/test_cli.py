@@ -99,3 +99,9 @@ def test_console_script_runs_without_lightning_or_hydra():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "IMPORTED []" in r.stdout
     assert "transformer_encoder" in r.stdout and "mobilenet_tiny\n" in r.stdout
+
+
+def test_output_cut_short_by_a_pipe_ends_quietly():
+    r = subprocess.run(f"{sys.executable} -m zoo.cli info mobilenet_tiny | head -1", shell=True, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("mobilenet_tiny:") and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
