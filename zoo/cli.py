@@ -38,8 +38,8 @@ def count_params_fast(name: str) -> int:
 
 
 def _markdown(rows: list[list[str]]) -> str:
-    fmt = lambda r: "| " + " | ".join(r) + " |"  # noqa: E731
-    return "\n".join([fmt(rows[0]), fmt(["---"] * len(rows[0])), *map(fmt, rows[1:])])
+    header, *body = rows
+    return "\n".join("| " + " | ".join(r) + " |" for r in (header, ["---"] * len(header), *body))
 
 
 def _table(rows: list[list[str]], right: Sequence[int] = ()) -> str:
