@@ -17,26 +17,21 @@ message (the key, the offending value, the fix) instead of a traceback minutes i
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 import os
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from zoo.registry import ZooError, list_models, model_info
+from tasks.signatures import ConfigError, check_signature, check_target, check_value, close_matches
+from zoo.registry import list_models, model_info
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-class ConfigError(ZooError):
-    """A config key or value that cannot work; the message names it, says what was expected and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -113,126 +108,21 @@ def _container(cfg: DictConfig, key: str) -> Any:
                           "config that needs a fact its data config does not declare).") from None
 
 
-def _describe(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):  # literals merge into one list: "one of 64, 32, '32-true' or null"
-        literals = [v for a in args if typing.get_origin(a) is Literal for v in typing.get_args(a)]
-        rest = [_describe(a) for a in args if typing.get_origin(a) is not Literal]
-        return " or ".join(dict.fromkeys([*([_describe(Literal[tuple(literals)])] if literals else []), *rest]))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
-    if tp in names:
-        return names[tp]
-    if origin in (list, tuple, Sequence, Iterable) or tp in (list, tuple):
-        return "a list, e.g. [a, b]"
-    if origin in (dict, Mapping) or tp is dict:
-        return "a mapping, e.g. {a: 1}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _conforms(value: Any, tp: Any) -> bool:
-    """Whether a plain config value can be passed where ``tp`` is annotated (unknown constructs: yes)."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return True
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        return any(_conforms(value, a) for a in args)
-    if origin is Literal:
-        return any(value == a and type(value) is type(a) for a in args)
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, Sequence, Iterable) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        item = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else Any
-        return all(_conforms(v, item) for v in value)
-    if origin in (dict, Mapping) or tp is dict:
-        return isinstance(value, dict)
-    if isinstance(tp, type):  # a class: a config entry with _target_ builds it, or the value is one already
-        return isinstance(value, tp) or isinstance(value, dict) and "_target_" in value
-    return True
-
-
-def _close(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
-def _check_value(key: str, value: Any, tp: Any) -> None:
-    if not _conforms(value, tp):
-        raise ConfigError(f"{key}={value!r} ({type(value).__name__}) is not valid: expected {_describe(tp)}. "
-                          f"Set it on the command line as {key}=<value>.")
-    rule = RANGES.get(key)
-    if rule is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
-        raise ConfigError(f"{key}={value!r} is out of range: expected {rule[1]}.")
-    if isinstance(value, dict) and "_target_" in value:
-        check_target(key, value)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            if isinstance(v, dict) and "_target_" in v:
-                check_target(f"{key}[{i}]", v)
-
-
-def _check_signature(key: str, values: Mapping[str, Any], fn: Callable[..., Any], *, owner: str,
-                     skip: Iterable[str] = ()) -> None:
-    """``values`` against ``fn``'s keyword parameters: no unknown key (unless it takes ``**kwargs``), types."""
-    params = {n: p for n, p in inspect.signature(fn).parameters.items() if n not in ("self", *skip)}
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # annotations that name types only imported for type checkers: check keys only
-        hints = {}
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    for name, value in values.items():
-        if name.startswith("_") and name.endswith("_"):  # Hydra's _target_, _partial_, _convert_, ...
-            continue
-        if name not in params:
-            if open_ended:
-                continue
-            raise ConfigError(f"{key}.{name} is not an argument of {owner}.{_close(name, accepted)} "
-                              f"It accepts: {', '.join(accepted)}.")
-        _check_value(f"{key}.{name}", value, hints.get(name, Any))
-
-
-def check_target(key: str, values: Mapping[str, Any], *, skip: Iterable[str] = ()) -> None:
-    """A config entry with ``_target_``: the target imports, and the entry's keys and values fit its signature."""
-    from hydra.utils import get_object
-
-    target = values["_target_"]
-    try:
-        obj = get_object(target)
-    except Exception as e:
-        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({str(e).splitlines()[0]}). "
-                          "Check the dotted path (module.Class).") from None
-    fn = obj.__init__ if inspect.isclass(obj) else obj
-    if callable(fn):
-        _check_signature(key, values, fn, owner=target, skip=skip)
-
-
 def check_schemas(cfg: DictConfig) -> None:
     """Top-level keys, the trainer/data/task groups, callbacks and loggers, optimizer and scheduler."""
     hints = typing.get_type_hints(RunSchema)
     for f in dataclasses.fields(RunSchema):
         if f.name in cfg:
-            _check_value(f.name, cfg[f.name], hints[f.name])
+            check_value(f.name, cfg[f.name], hints[f.name], ranges=RANGES)
     for group in ("trainer", "data", "task"):
         values = _container(cfg, group)
         if isinstance(values, dict) and "_target_" in values:
-            check_target(group, values, skip=SUPPLIED.get(group, ()))
+            check_target(group, values, skip=SUPPLIED.get(group, ()), ranges=RANGES)
     _check_accelerator(_container(cfg, "trainer") or {})
     for group in ("callbacks", "logger"):
         for name, entry in (_container(cfg, group) or {}).items():
             if isinstance(entry, dict) and "_target_" in entry:
-                check_target(f"{group}.{name}", entry)
+                check_target(f"{group}.{name}", entry, ranges=RANGES)
     task = _container(cfg, "task") or {}
     if isinstance(task.get("optimizer"), dict):
         _check_optimizer(task["optimizer"])
@@ -257,22 +147,23 @@ def _check_optimizer(opt: dict[str, Any]) -> None:
 
     from tasks.optim import build_optimizer
 
-    _check_signature("task.optimizer", opt, build_optimizer, owner="tasks.optim.build_optimizer", skip=("model",))
+    check_signature("task.optimizer", opt, build_optimizer, owner="tasks.optim.build_optimizer", skip=("model",),
+                    ranges=RANGES)
     name = opt.get("name", "adamw")
     known = list_optimizers()
     if str(name).lower() not in known:
-        raise ConfigError(f"task.optimizer.name={name!r} is not an optimizer timm knows.{_close(str(name), known)} "
+        raise ConfigError(f"task.optimizer.name={name!r} is not an optimizer timm knows.{close_matches(str(name), known)} "
                           "Common ones: sgd, momentum, adam, adamw, lamb, lion.")
 
 
 def _check_scheduler(sched: dict[str, Any]) -> None:
     from tasks.optim import SCHEDULES, build_scheduler
 
-    _check_signature("task.scheduler", sched, build_scheduler, owner="tasks.optim.build_scheduler",
-                     skip=("optimizer", "total_steps"))
+    check_signature("task.scheduler", sched, build_scheduler, owner="tasks.optim.build_scheduler",
+                    skip=("optimizer", "total_steps"), ranges=RANGES)
     name = sched.get("name", "cosine")
     if name not in SCHEDULES:
-        raise ConfigError(f"task.scheduler.name={name!r} is not a schedule.{_close(str(name), SCHEDULES)} "
+        raise ConfigError(f"task.scheduler.name={name!r} is not a schedule.{close_matches(str(name), SCHEDULES)} "
                           f"Choose one of {', '.join(SCHEDULES)}.")
 
 

@@ -7,24 +7,72 @@ its position in checkpoints and a resumed run continues with the very batches it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 
-class TensorBatchLoader:
+def rank_world(trainer: Any) -> tuple[int, int]:
+    """``(rank, world size)`` of a Lightning trainer; ``(0, 1)`` without one."""
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def training_position(trainer: Any) -> tuple[int, int]:
+    """``(epoch, batches done in it)`` from a Lightning trainer's (possibly restored) loop progress."""
+    if trainer is None:
+        return 0, 0
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return trainer.current_epoch, epoch_loop.batch_progress.current.ready
+
+
+class ResumableLoader:
+    """An epoch-counting loader that knows how far into its epoch it is, so a resumed run continues there.
+
+    ``position``: see :class:`ResumableLoader`.
+
+    Subclasses give ``__len__`` (batches per epoch) and ``_epoch_batches``, which plans the epoch
+    ``self.epoch`` and returns the function that builds its batch number ``b``.
+    """
+
+    def __init__(self, *, position: Callable[[], tuple[int, int]] | None = None) -> None:
+        self.position = position
+        self.epoch = 0
+        self._start = 0  # batches of the current epoch to skip (set when resuming)
+        self._yielded = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _epoch_batches(self) -> Callable[[int], Any]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.position is not None:
+            self.epoch, self._start = self.position()
+        batch = self._epoch_batches()
+        start, self._start = self._start, 0
+        for b in range(start, len(self)):
+            self._yielded = b + 1
+            yield batch(b)
+        self.epoch += 1
+        self._yielded = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self._start = state["epoch"], state["batches"]
+
+
+class TensorBatchLoader(ResumableLoader):
     """Yields tuples of batches sliced from ``tensors`` (all of equal first dimension).
 
     Shuffling uses its own generator seeded with ``seed + epoch``, so the order of every epoch is
     reproducible and independent of the global RNG. ``rank``/``world_size`` shard each epoch's
     permutation for distributed training (every rank gets the same number of batches).
 
-    ``position`` (optional) returns ``(epoch, batches already done in it)`` when an epoch starts. Under
-    Lightning the DataModule passes the trainer's restored progress, so a run resumed from a mid-epoch
-    checkpoint continues with exactly the next batch (the loader's own count would be one ahead,
-    because Lightning prefetches a batch). Standalone, the loader counts epochs itself and
-    ``state_dict``/``load_state_dict`` carry its position.
+    ``position``: see :class:`ResumableLoader`.
 
     ``lengths`` (optional, one per sample) turns on length bucketing for shuffled loaders: each chunk of
     ``bucket_batches`` batches of the epoch's permutation is sorted by length before it is cut into
@@ -49,16 +97,13 @@ class TensorBatchLoader:
             raise ValueError("TensorBatchLoader needs one or more tensors of equal length")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(position=position)
         self.tensors = tensors
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.position = position
         if lengths is not None and len(lengths) != len(tensors[0]):
             raise ValueError("TensorBatchLoader: lengths needs one value per sample")
         self.lengths, self.bucket_batches = lengths, bucket_batches
-        self.epoch = 0
-        self._start = 0  # batches of the current epoch to skip (set when resuming)
-        self._yielded = 0
 
     @property
     def num_samples(self) -> int:
@@ -93,28 +138,6 @@ class TensorBatchLoader:
         head = idx[: n_full * bs].view(n_full, bs)[order].flatten()  # (batches, B) rows shuffled
         return torch.cat([head, idx[n_full * bs :]])
 
-    def __iter__(self):
-        if self.position is not None:
-            self.epoch, self._start = self.position()
+    def _epoch_batches(self) -> Callable[[int], tuple[torch.Tensor, ...]]:
         idx, bs = self._indices(), self.batch_size
-        start, self._start = self._start, 0
-        for b in range(start, len(self)):
-            self._yielded = b + 1
-            sel = idx[b * bs : (b + 1) * bs]
-            yield tuple(t[sel] for t in self.tensors)
-        self.epoch += 1
-        self._yielded = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batches": self._yielded}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self._start = state["epoch"], state["batches"]
-
-
-def training_position(trainer: Any) -> tuple[int, int]:
-    """``(epoch, batches done in it)`` from a Lightning trainer's (possibly restored) loop progress."""
-    if trainer is None:
-        return 0, 0
-    epoch_loop = trainer.fit_loop.epoch_loop
-    return trainer.current_epoch, epoch_loop.batch_progress.current.ready
+        return lambda b: tuple(t[idx[b * bs : (b + 1) * bs]] for t in self.tensors)

@@ -14,7 +14,7 @@ import torch
 
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
-from tasks.data.loader import TensorBatchLoader, training_position
+from tasks.data.loader import TensorBatchLoader, rank_world, training_position
 
 ETTH1 = Remote("ETT/ETTh1.csv", "8381763947c85f4be6ac456c508460d6",
                "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv")
@@ -113,8 +113,7 @@ class ForecastingDataModule(L.LightningDataModule):
             self.windows[name] = (self.series[lo:hi].unfold(0, window, 1),)
 
     def _loader(self, name: str, train: bool) -> TensorBatchLoader:
-        t = self.trainer
-        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        rank, world = rank_world(self.trainer)
         if train:
             return TensorBatchLoader(*self.windows[name], batch_size=self.batch_size, shuffle=True,
                                      drop_last=True, seed=self.seed, rank=rank, world_size=world,

@@ -15,7 +15,7 @@ from torchvision import datasets as tvd
 
 from tasks.data.augment import rand_augment, random_crop_flip
 from tasks.data.integrity import DataError, missing_files_error, verify_file
-from tasks.data.loader import TensorBatchLoader, training_position
+from tasks.data.loader import TensorBatchLoader, rank_world, training_position
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
 AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment")
@@ -185,12 +185,8 @@ class VisionDataModule(L.LightningDataModule):
         self.val_set = (x[val], y[val])
         self.test_set = self._load(False)
 
-    def _rank_world(self) -> tuple[int, int]:
-        t = self.trainer
-        return (t.global_rank, t.world_size) if t is not None else (0, 1)
-
     def train_dataloader(self) -> TensorBatchLoader:
-        rank, world = self._rank_world()
+        rank, world = rank_world(self.trainer)
         return TensorBatchLoader(*self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
                                  seed=self.seed, rank=rank, world_size=world, position=self._position)
 
@@ -198,11 +194,11 @@ class VisionDataModule(L.LightningDataModule):
         return training_position(self.trainer)
 
     def val_dataloader(self) -> TensorBatchLoader:
-        rank, world = self._rank_world()
+        rank, world = rank_world(self.trainer)
         return TensorBatchLoader(*self.val_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
 
     def test_dataloader(self) -> TensorBatchLoader:
-        rank, world = self._rank_world()
+        rank, world = rank_world(self.trainer)
         return TensorBatchLoader(*self.test_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
 
     def transform(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:

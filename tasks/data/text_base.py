@@ -1,0 +1,53 @@
+"""The base of the text DataModules: padded id tensors in memory, sliced by a whole-batch loader.
+
+Every batch is sliced from in-memory tensors by a whole-batch loader (PERFORMANCE.md) and trimmed to
+the longest sequence of the batch after it reaches the device, so short sentences cost little.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from tasks.data.loader import TensorBatchLoader, rank_world, training_position
+
+
+def trim_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop the columns that are padding in every row: (B, T_max) -> (B, T_batch)."""
+    longest = int((ids != pad_id).sum(1).max()) if len(ids) else 1
+    return ids[:, : max(longest, 1)]
+
+
+class TextDataModule(L.LightningDataModule):
+    """The text DataModules' shared part: data root, download, seed, loaders over ``train_set``/``val_set``/``test_set``."""
+
+    def __init__(self, *, root: str, download: bool, manifest: str | None, seed: int,
+                 meta: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.download, self.manifest, self.seed = download, manifest, seed
+        self.meta = dict(meta or {})
+
+    def _eval_loader(self, *tensors: torch.Tensor) -> TensorBatchLoader:
+        rank, world = rank_world(self.trainer)
+        return TensorBatchLoader(*tensors, batch_size=self.eval_batch_size, rank=rank, world_size=world)
+
+    def _train_loader(self, *tensors: torch.Tensor, lengths: torch.Tensor | None = None,
+                      bucket_batches: int = 0) -> TensorBatchLoader:
+        rank, world = rank_world(self.trainer)
+        return TensorBatchLoader(*tensors, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                                 seed=self.seed, rank=rank, world_size=world,
+                                 position=lambda: training_position(self.trainer),
+                                 lengths=lengths if bucket_batches > 0 else None, bucket_batches=bucket_batches)
+
+    def train_dataloader(self) -> Any:
+        return self._train_loader(*self.train_set)
+
+    def val_dataloader(self) -> Any:
+        return self._eval_loader(*self.val_set)
+
+    def test_dataloader(self) -> Any:
+        return self._eval_loader(*self.test_set)
