@@ -9,7 +9,8 @@ import torch
 import zoo
 from zoo.decoding import beam_search, greedy_decode, sample
 from zoo.layers import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding, causal_mask
-from zoo.layers.timeseries import RevIN
+from zoo.layers.timeseries import PatchForecaster, RevIN
+from zoo.models.rnn import RNNClassifier, RNNForecaster, RNNLanguageModel
 
 
 def _reference_mha(ours: MultiHeadAttention) -> torch.nn.MultiheadAttention:
@@ -203,6 +204,36 @@ def test_forecasters_map_a_window_to_the_horizon(name, kwargs, channels):
     assert y.shape == (3, 24, cout)
     # RevIN: shifting and scaling the input window shifts and scales the forecast the same way
     torch.testing.assert_close(model(x * 3 + 5), y * 3 + 5, atol=1e-3, rtol=1e-3)
+
+
+def test_patch_forecaster_tokens_are_the_window_cut_into_patches():
+    class Spy(PatchForecaster):
+        def forward_tokens(self, tokens):
+            self.seen = tokens
+            return torch.zeros(tokens.shape[0], self.head_features)
+
+    x = torch.randn(2, 12, 3)
+    joint = Spy(in_features=3, out_features=1, horizon=5, seq_len=12, patch_len=4, patch_stride=4, revin=False)
+    assert joint(x).shape == (2, 5, 1)
+    assert joint.seen.shape == (2, 3, 12)  # (B, P, C*patch_len): all channels of a patch in one token
+    assert torch.equal(joint.seen[1, 2], x[1, 8:12].T.flatten())  # channel by channel, steps 8..11
+    independent = Spy(in_features=3, out_features=3, horizon=5, seq_len=12, patch_len=4, patch_stride=2,
+                      revin=False)
+    assert independent(x).shape == (2, 5, 3)
+    assert independent.seen.shape == (6, 6, 4)  # (B*C, P, patch_len); the end padded by one stride
+    assert torch.equal(independent.seen[1 * 3 + 2, 1], x[1, 2:6, 2])  # series (b=1, c=2), steps 2..5
+    with pytest.raises(ValueError, match="newest steps would be dropped"):
+        Spy(in_features=3, out_features=3, horizon=5, seq_len=13, patch_len=4, patch_stride=2, revin=False)
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_one_recurrent_name_builds_the_head_its_task_names(name):
+    kw = dict(vocab_size=50, in_features=3, horizon=4, seq_len=8)
+    assert type(zoo.create_model(name, **kw)) is RNNClassifier  # task="classify" is the default
+    assert type(zoo.create_model(name, task="lm", **kw)) is RNNLanguageModel
+    assert type(zoo.create_model(name, task="forecast", **kw)) is RNNForecaster
+    with pytest.raises(ValueError, match="choose 'classify', 'lm' or 'forecast'"):
+        zoo.create_model(name, task="translate", **kw)
 
 
 def test_revin_round_trip():

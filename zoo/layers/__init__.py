@@ -4,6 +4,7 @@ from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
 from zoo.layers.attention import AdditiveAttention, AttentionOutput, MultiHeadAttention, causal_mask
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.deconv import ConvTransposeNormAct
+from zoo.layers.embedding import TokenEmbedding
 from zoo.layers.mlp import FeedForward, LinearNormAct
 from zoo.layers.noise import NOISE_KINDS, PixelNoise
 from zoo.layers.position import (
@@ -37,6 +38,7 @@ __all__ = [
     "PixelNoise",
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
+    "TokenEmbedding",
     "TransformerDecoder",
     "TransformerEncoder",
     "causal_mask",

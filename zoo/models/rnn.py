@@ -1,11 +1,19 @@
 """Recurrent networks: the Elman RNN, LSTM (Hochreiter & Schmidhuber 1997) and GRU (Cho et al. 2014).
 
-One builder per cell (``rnn``, ``lstm``, ``gru``); ``task`` picks the head, so the same recurrent core
-is a sequence classifier (``classify``: token ids -> class logits), a language model (``lm``: token ids
--> next-token logits at every step) or a forecaster (``forecast``: a (B, L, C) window -> (B, H, C')).
-Stacked (``num_layers``) and bidirectional (``bidirectional``; not for ``lm``, which must not see the
-future). They read a sequence one step at a time, which is why they forget over long spans and
-cannot be parallelised over time: the seeds' case for attention.
+One builder per cell (``rnn``, ``lstm``, ``gru``); its ``task`` keyword picks the head, so one registry
+name (and one config) serves three tasks with the same recurrent core:
+
+- ``task="classify"`` (the default): :class:`RNNClassifier`, token ids (B, T) -> class logits; needs
+  ``vocab_size`` and ``num_classes``; ``pool`` and ``bidirectional`` apply.
+- ``task="lm"``: :class:`RNNLanguageModel`, token ids (B, T) -> next-token logits (B, T, V) at every
+  step; needs ``vocab_size``; never bidirectional (it must not see the future); ``tie_weights`` applies.
+- ``task="forecast"``: :class:`RNNForecaster`, a (B, L, C) window -> (B, horizon, C'); needs
+  ``in_features``, ``horizon`` and ``seq_len``; ``patch_len`` and ``revin`` apply.
+
+Arguments the chosen head does not use are ignored. Stacked (``num_layers``) and bidirectional
+(``bidirectional``). They read a sequence one step at a time, which is why they forget over long spans
+and cannot be parallelised over time: the seeds' case for attention. ``seq2seq_lstm`` is the
+encoder-decoder for translation.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zoo.layers.attention import AdditiveAttention
-from zoo.layers.timeseries import RevIN, num_patches, patchify
+from zoo.layers.timeseries import PatchForecaster
 from zoo.registry import register_model
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -106,7 +114,7 @@ class RNNLanguageModel(nn.Module):
         return self.head(self.proj(self.drop(out)))  # (B, T, V)
 
 
-class RNNForecaster(nn.Module):
+class RNNForecaster(PatchForecaster):
     """A (B, L, C) window -> (B, horizon, C') forecast, read by the recurrent core segment by segment.
 
     Each input window is instance-normalised (RevIN) and cut into ``patch_len``-step segments that are
@@ -114,47 +122,26 @@ class RNNForecaster(nn.Module):
     final state predicts the whole horizon at once. When inputs and outputs are the same channels,
     each channel is its own series through shared weights (channel independence, Nie et al. 2023);
     otherwise all channels of a segment form one token and the last ``out_features`` channels are
-    the targets.
+    the targets (see :class:`~zoo.layers.timeseries.PatchForecaster`).
     """
 
     def __init__(self, *, cell: str, in_features: int, out_features: int, horizon: int, seq_len: int,
                  embed_dim: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
                  patch_len: int, revin: bool) -> None:
-        super().__init__()
-        if out_features > in_features:
-            raise ValueError(f"out_features={out_features} > in_features={in_features}: the targets must be "
-                             "among the input channels")
         if seq_len % patch_len:
-            raise ValueError(f"seq_len={seq_len} is not divisible by patch_len={patch_len}")
-        self.channel_independent = in_features == out_features
-        self.horizon, self.out_features, self.patch_len = horizon, out_features, patch_len
-        self.revin = RevIN(in_features) if revin else None
-        token = patch_len if self.channel_independent else patch_len * in_features
-        self.embed = nn.Sequential(nn.Linear(token, embed_dim), nn.ReLU())
+            raise ValueError(f"seq_len={seq_len} is not divisible by patch_len={patch_len}: SegRNN cuts the "
+                             "window into whole segments; choose a patch_len that divides seq_len")
+        super().__init__(in_features=in_features, out_features=out_features, horizon=horizon, seq_len=seq_len,
+                         patch_len=patch_len, patch_stride=patch_len, revin=revin)
+        self.embed = nn.Sequential(nn.Linear(self.token_dim, embed_dim), nn.ReLU())
         self.core = RecurrentCore(cell=cell, input_size=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                                   bidirectional=bidirectional, dropout=dropout)
         self.drop = nn.Dropout(dropout)
-        per_series = 1 if self.channel_independent else out_features
-        self.head = nn.Linear(self.core.out_features, horizon * per_series)
-        self.num_tokens = num_patches(seq_len, patch_len, patch_len)
+        self.head = nn.Linear(self.core.out_features, self.head_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, c = x.shape
-        stats = None
-        if self.revin is not None:
-            x, stats = self.revin.normalize(x)
-        if self.channel_independent:
-            series = x.transpose(1, 2).reshape(b * c, -1)  # (B, L, C) -> (B*C, L)
-            tokens = patchify(series, patch_len=self.patch_len, stride=self.patch_len)  # (B*C, N, P)
-        else:
-            tokens = x.reshape(b, -1, self.patch_len * c)  # (B, L, C) -> (B, N, P*C)
-        _, last = self.core(self.embed(tokens))
-        y = self.head(self.drop(last))  # (B*C, H) or (B, H*C')
-        if self.channel_independent:
-            y = y.view(b, c, self.horizon).transpose(1, 2)  # (B*C, H) -> (B, H, C)
-        else:
-            y = y.view(b, self.horizon, self.out_features)
-        return y if stats is None else self.revin.denormalize(y, stats)
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        _, last = self.core(self.embed(tokens))  # (N, P, token_dim) -> (N, dirs*H)
+        return self.head(self.drop(last))  # (N, H * per_series)
 
 
 class EncoderMemory(NamedTuple):
@@ -218,6 +205,8 @@ def _recurrent(cell: str, *, task: str, vocab_size: int | None, in_features: int
                horizon: int | None, out_features: int | None, seq_len: int | None, pad_id: int, embed_dim: int,
                hidden_size: int, num_layers: int, bidirectional: bool, dropout: float, pool: str,
                tie_weights: bool, patch_len: int, revin: bool) -> nn.Module:
+    """The head ``task`` names around a ``cell`` core; what the builders ``rnn``, ``lstm`` and ``gru`` share."""
+
     def need(**kw: Any) -> None:
         missing = [k for k, v in kw.items() if v is None]
         if missing:
@@ -248,29 +237,49 @@ def _example(batch: int) -> tuple[torch.Tensor, ...]:
     return (torch.randint(1, 100, (batch, 12)),)
 
 
-_META = dict(modality=("text", "timeseries"), tasks=("classify", "lm", "forecast"), example=_example)
+_META = dict(family="rnn", modality=("text", "timeseries"), tasks=("classify", "lm", "forecast"), example=_example)
 
 
-def _builder(cell: str, doc: str):
-    def builder(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
-                num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
-                seq_len: int | None = None, pad_id: int = 0, embed_dim: int = 128, hidden_size: int = 256,
-                num_layers: int = 2, bidirectional: bool = False, dropout: float = 0.1, pool: str = "last",
-                tie_weights: bool = False, patch_len: int = 1, revin: bool = True) -> nn.Module:
-        kwargs = {k: v for k, v in locals().items() if k != "cell"}  # `cell` is a closure variable
-        return _recurrent(cell, **kwargs)
+@register_model(paper="Elman 1990", **_META)
+def rnn(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
+        num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
+        seq_len: int | None = None, pad_id: int = 0, embed_dim: int = 128, hidden_size: int = 256,
+        num_layers: int = 2, bidirectional: bool = False, dropout: float = 0.1, pool: str = "last",
+        tie_weights: bool = False, patch_len: int = 1, revin: bool = True) -> nn.Module:
+    """Elman RNN (tanh; Elman 1990).
 
-    builder.__name__ = builder.__qualname__ = cell
-    builder.__doc__ = doc
-    return builder
+    ``task`` picks the head: ``"classify"`` -> :class:`RNNClassifier`, ``"lm"`` -> :class:`RNNLanguageModel`,
+    ``"forecast"`` -> :class:`RNNForecaster` (what each needs: the module docstring).
+    """
+    return _recurrent("rnn", **locals())  # locals(): exactly the keyword arguments, nothing else yet
 
 
-for _cell, _paper, _doc in (
-    ("rnn", "Elman 1990", "Elman RNN (tanh) sequence model; the head follows ``task``."),
-    ("lstm", "Hochreiter & Schmidhuber 1997", "LSTM (input, forget and output gates); the head follows ``task``."),
-    ("gru", "Cho et al. 2014", "GRU (update and reset gates); the head follows ``task``."),
-):
-    globals()[_cell] = register_model(family="rnn", paper=_paper, **_META)(_builder(_cell, _doc))
+@register_model(paper="Hochreiter & Schmidhuber 1997", **_META)
+def lstm(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
+         num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
+         seq_len: int | None = None, pad_id: int = 0, embed_dim: int = 128, hidden_size: int = 256,
+         num_layers: int = 2, bidirectional: bool = False, dropout: float = 0.1, pool: str = "last",
+         tie_weights: bool = False, patch_len: int = 1, revin: bool = True) -> nn.Module:
+    """LSTM (input, forget and output gates; Hochreiter & Schmidhuber 1997).
+
+    ``task`` picks the head: ``"classify"`` -> :class:`RNNClassifier`, ``"lm"`` -> :class:`RNNLanguageModel`,
+    ``"forecast"`` -> :class:`RNNForecaster` (what each needs: the module docstring).
+    """
+    return _recurrent("lstm", **locals())
+
+
+@register_model(paper="Cho et al. 2014", **_META)
+def gru(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
+        num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
+        seq_len: int | None = None, pad_id: int = 0, embed_dim: int = 128, hidden_size: int = 256,
+        num_layers: int = 2, bidirectional: bool = False, dropout: float = 0.1, pool: str = "last",
+        tie_weights: bool = False, patch_len: int = 1, revin: bool = True) -> nn.Module:
+    """GRU (update and reset gates; Cho et al. 2014).
+
+    ``task`` picks the head: ``"classify"`` -> :class:`RNNClassifier`, ``"lm"`` -> :class:`RNNLanguageModel`,
+    ``"forecast"`` -> :class:`RNNForecaster` (what each needs: the module docstring).
+    """
+    return _recurrent("gru", **locals())
 
 
 def _seq2seq_example(batch: int) -> tuple[torch.Tensor, ...]:

@@ -15,8 +15,8 @@ import math
 import torch
 from torch import nn
 
-from zoo.layers import TransformerDecoder, TransformerEncoder, create_positional, create_rope
-from zoo.layers.timeseries import RevIN, num_patches, patchify
+from zoo.layers import TokenEmbedding, TransformerDecoder, TransformerEncoder, create_positional, create_rope
+from zoo.layers.timeseries import PatchForecaster
 from zoo.registry import register_model
 
 
@@ -40,21 +40,6 @@ def _scale_residual_projections(module: nn.Module, depth: int) -> None:
     for name, p in module.named_parameters():
         if name.endswith(("out_proj.weight", "fc2.weight")):
             nn.init.normal_(p, std=0.02 / math.sqrt(2 * depth))
-
-
-class TokenEmbedding(nn.Module):
-    """Token embedding scaled by sqrt(dim) (Vaswani et al. 2017, section 3.4) plus positions, then dropout."""
-
-    def __init__(self, vocab_size: int, dim: int, *, max_len: int, pos: str, dropout: float,
-                 pad_id: int | None = None, scale: bool = True) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
-        self.pos = create_positional(pos, dim=dim, max_len=max_len)
-        self.scale = math.sqrt(dim) if scale else 1.0
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.pos(self.embed(tokens) * self.scale))  # (B, T) -> (B, T, D)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -124,54 +109,31 @@ class TransformerClassifier(nn.Module):
         return self.head(self.drop(pooled))
 
 
-class PatchTSTForecaster(nn.Module):
+class PatchTSTForecaster(PatchForecaster):
     """Encoder-only forecaster in the style of PatchTST (Nie et al. 2023): RevIN, channel-independent
     patches of ``patch_len`` steps as tokens, a Transformer encoder, and a flatten head to the horizon.
 
     When outputs are fewer channels than inputs (e.g. 7 -> oil temperature) the channels of a patch
-    form one token instead and the targets are the last ``out_features`` input channels.
+    form one token instead and the targets are the last ``out_features`` input channels (see
+    :class:`~zoo.layers.timeseries.PatchForecaster`, which does the normalising, patching and reshaping).
     """
 
     def __init__(self, *, in_features: int, out_features: int, horizon: int, seq_len: int, dim: int, depth: int,
                  num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool, patch_len: int,
                  patch_stride: int, revin: bool) -> None:
-        super().__init__()
-        if out_features > in_features:
-            raise ValueError(f"out_features={out_features} > in_features={in_features}: the targets must be "
-                             "among the input channels")
-        self.channel_independent = in_features == out_features
-        self.horizon, self.out_features = horizon, out_features
-        self.patch_len, self.patch_stride = patch_len, patch_stride
-        self.revin = RevIN(in_features) if revin else None
-        n = num_patches(seq_len, patch_len, patch_stride)
-        token = patch_len if self.channel_independent else patch_len * in_features
-        self.embed = nn.Linear(token, dim)
+        super().__init__(in_features=in_features, out_features=out_features, horizon=horizon, seq_len=seq_len,
+                         patch_len=patch_len, patch_stride=patch_stride, revin=revin)
+        n = self.num_tokens
+        self.embed = nn.Linear(self.token_dim, dim)
         self.pos = create_positional("learned" if pos == "learned" else "sinusoidal", dim=dim, max_len=n)
         self.drop = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
                                           attn_dropout=dropout, norm_first=norm_first)
-        per_series = 1 if self.channel_independent else out_features
-        self.head = nn.Sequential(nn.Flatten(1), nn.Dropout(dropout), nn.Linear(n * dim, horizon * per_series))
+        self.head = nn.Sequential(nn.Flatten(1), nn.Dropout(dropout), nn.Linear(n * dim, self.head_features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, c = x.shape
-        stats = None
-        if self.revin is not None:
-            x, stats = self.revin.normalize(x)
-        if self.channel_independent:
-            series = x.transpose(1, 2).reshape(b * c, -1)  # (B, L, C) -> (B*C, L)
-        else:
-            series = x.transpose(1, 2)  # (B, C, L): patches are cut per channel, then joined per patch
-        patches = patchify(series, patch_len=self.patch_len, stride=self.patch_stride)  # (N, [C,] P, patch_len)
-        if not self.channel_independent:
-            patches = patches.permute(0, 2, 1, 3).flatten(2)  # (B, C, P, pl) -> (B, P, C*pl)
-        h = self.encoder(self.drop(self.pos(self.embed(patches))))  # (N, P, D)
-        y = self.head(h)  # (N, H * per_series)
-        if self.channel_independent:
-            y = y.view(b, c, self.horizon).transpose(1, 2)  # (B*C, H) -> (B, H, C)
-        else:
-            y = y.view(b, self.horizon, self.out_features)
-        return y if stats is None else self.revin.denormalize(y, stats)
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.drop(self.pos(self.embed(tokens))))  # (N, P, token_dim) -> (N, P, D)
+        return self.head(h)  # (N, P, D) -> (N, P*D) -> (N, H * per_series)
 
 
 class GPT(nn.Module):
