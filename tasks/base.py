@@ -69,6 +69,9 @@ class ZooTask(L.LightningModule):
     # -- exact resumption: the random streams (augmentation, dropout, noise) travel with the checkpoint --
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        # What zoo.load_model needs to rebuild the model alone: its registry name, its builder kwargs, and
+        # where its weights are in the task's state dict (the task holds it as `self.model`).
+        checkpoint["zoo"] = {"model": self.model_name, "kwargs": dict(self.model_kwargs), "prefix": "model."}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

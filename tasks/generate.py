@@ -3,9 +3,8 @@
     python -m tasks.generate outputs/<date>/<time>/checkpoints/last.ckpt --num 64 --out samples.png
     python -m tasks.generate CKPT --num 100 --out samples/          # one PNG per sample
 
-The checkpoint is read with ``torch.load(weights_only=True)`` (tasks/checkpoints.py) and the model is
-rebuilt from its saved ``hyper_parameters["model"]`` through the registry: no Hydra, no Lightning
-module, no pickled code.
+The model is rebuilt from the checkpoint by ``zoo.load_model`` (``torch.load(weights_only=True)`` and the
+registry): no Hydra, no Lightning module, no pickled code.
 """
 
 from __future__ import annotations
@@ -16,28 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from tasks.checkpoints import CheckpointError, load_checkpoint
-from zoo.registry import ZooError, create_model, list_models
+from zoo.checkpoint import load_model
+from zoo.registry import ZooError, list_models
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def load_model(path: str | Path) -> tuple[nn.Module, str]:
-    """The model of a training checkpoint, in eval mode on the CPU, and its registry name."""
-    ckpt = load_checkpoint(path)
-    cfg = (ckpt.get("hyper_parameters") or {}).get("model")
-    if not isinstance(cfg, dict) or "name" not in cfg:
-        raise CheckpointError(f"{path} has no hyper_parameters['model'] with a registry name; it was not written "
-                              "by this project's tasks, so the model cannot be rebuilt.")
-    kwargs = dict(cfg)
-    name = kwargs.pop("name")
-    model = create_model(name, **kwargs)
-    # The task holds the model as `self.model`; its other entries (e.g. the fixed noise) are not the model's.
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    return model.eval(), name
 
 
 @torch.no_grad()
@@ -49,7 +31,8 @@ def generate(
 
     if num < 1:
         raise ZooError(f"--num {num}: ask for at least one sample")
-    model, name = load_model(ckpt)
+    model = load_model(ckpt)
+    name = model.zoo_name
     if not callable(getattr(model, "sample", None)):
         raise ZooError(f"model {name!r} has no prior to sample from; generate from a checkpoint of one of: "
                        f"{', '.join(list_models(task='generate'))}")

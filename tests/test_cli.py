@@ -48,11 +48,13 @@ def test_list_markdown_is_the_readme_models_table(capsys):
     assert all(line in readme for line in lines)  # README's table is regenerated with `zoo list --markdown`
 
 
-def test_info_shows_metadata_config_and_the_branch_that_selects_it(capsys):
+def test_info_shows_metadata_default_arguments_and_the_branch_that_selects_it(capsys):
     rc, out, _ = _zoo(capsys, "info", "mobilenet_tiny")
     assert rc == 0
     assert "family:      mobilenet" in out and f"{zoo.count_params('mobilenet_tiny'):,}" in out
-    assert (ROOT / "conf/model/mobilenet_tiny.yaml").read_text().splitlines()[0] in out
+    defaults = zoo.model_info("mobilenet_tiny").defaults
+    assert defaults and all(f"  {k}: {v!r}\n" in out for k, v in defaults.items())  # the builder's, not a file's
+    assert "python train.py model=mobilenet_tiny" in out
     assert "need high accuracy: light -> mobilenet_tiny" in out and "goal.accuracy=light" in out
     flags = next(line for line in out.splitlines() if line.lstrip().startswith("zoo select"))
     flags = flags.split("zoo select")[1].split("|")[0]

@@ -14,10 +14,10 @@ import yaml
 from omegaconf import OmegaConf
 
 import zoo
-from tasks.compare import forward_flops, write_report
 from tasks.runner import run
 from tests.conftest import fast_overrides
 from zoo.cli import main as zoo_main
+from zoo.report import forward_flops, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -67,6 +67,30 @@ def test_report_ranks_models_by_mean_over_seeds_and_names_failed_jobs(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == PNG
     with pytest.raises(zoo.ZooError, match="no job folders"):
         write_report(tmp_path / "0")  # one job's folder, not the sweep's
+
+
+ZOO_COMPARE = r"""
+import sys
+from zoo.cli import main
+assert main(["compare", sys.argv[1], "--no-plots"]) == 0
+print("IMPORTED", sorted({m.split(".")[0] for m in sys.modules} & {"tasks", "lightning", "hydra", "omegaconf"}))
+"""
+
+
+def test_zoo_compare_reads_a_sweep_without_the_training_side(tmp_path):
+    for i, (model, acc) in enumerate((("mlp", 0.9), ("lenet5", 0.95))):
+        _fake_job(tmp_path, i, [f"model={model}", "seed=0"], {"model": model, "test/acc": acc, "seed": 0})
+    config = {"monitor": {"metric": "val/acc", "mode": "max"}, "dataset": "mnist",
+              "data": {"dataset": "${dataset}"}, "trainer": {"max_epochs": 3}}  # as Hydra saves it: unresolved
+    (tmp_path / "0" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    r = subprocess.run([sys.executable, "-c", ZOO_COMPARE, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "IMPORTED []" in r.stdout
+    text = (tmp_path / "report.md").read_text()
+    assert "Ranked by `test/acc` (higher is better)" in text  # the monitored metric, read from the saved config
+    assert "Budget: data=mnist, trainer.max_epochs=3, seeds=0." in text
+    assert [row["model"] for row in _report_rows(tmp_path)] == ["lenet5", "mlp"]
 
 
 def _job(compose_cfg, sweep, i, *overrides):

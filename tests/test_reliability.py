@@ -1,6 +1,8 @@
 """Bad input stops before any data is read, with one message naming the key, the value and the fix; a
-NaN/Inf loss stops the run at its step with the weights intact; the same seed gives bit-identical runs."""
+NaN/Inf loss stops the run at its step with the weights intact; the same seed gives bit-identical runs;
+checkpoints are written atomically and read back as plain PyTorch, old layouts included."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -10,12 +12,14 @@ import lightning as L
 import pytest
 import torch
 
+import zoo
 from tasks.callbacks import NonFiniteLossError, RunInterrupted
-from tasks.checkpoints import CheckpointError, check_resumable, load_checkpoint
+from tasks.checkpoints import check_resumable
 from tasks.cli_checks import check_overrides, report_user_error
 from tasks.runner import build, run
 from tasks.validate import ConfigError, validate_config
 from tests.conftest import CONF_DIR, fast_overrides
+from zoo.checkpoint import CheckpointError, read_checkpoint
 from zoo.registry import UnknownModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,9 +174,16 @@ def test_nan_loss_stops_at_its_step_before_the_update(compose_cfg):
     assert trainer.global_step == 5
     # clipping cannot save a NaN loss: without the guard the update would have made every weight NaN
     assert all(torch.isfinite(p).all() for p in task.parameters())
-    last = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last = read_checkpoint(path)
     assert last["global_step"] == 5  # saved after the last good step, never after the bad one
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    # the task describes its model in the checkpoint: zoo.load_model rebuilds it alone, no Lightning, no Hydra
+    assert last["zoo"] == {"model": task.model_name, "kwargs": task.model_kwargs, "prefix": "model."}
+    model = zoo.load_model(path)
+    assert model.zoo_name == "lenet5" and model.zoo_kwargs == task.model_kwargs
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, task.model.state_dict()[k]), k
 
 
 def test_diverging_learning_rate_is_stopped_with_advice(compose_cfg):
@@ -198,7 +209,7 @@ def test_same_seed_bit_identical_with_deterministic_algorithms(compose_cfg, tmp_
                                             "trainer.log_every_n_steps=2", "trainer.limit_val_batches=2",
                                             f"seed={seed}", f"paths.output_dir={out}")))
         assert torch.are_deterministic_algorithms_enabled()
-        weights = load_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"]
+        weights = read_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"]
         return (out / "csv" / "metrics.csv").read_text(), weights, {k: v for k, v in m.items() if "/" in k}
 
     a, b, c = once("a", 5), once("b", 5), once("c", 6)
@@ -222,3 +233,61 @@ def test_cluster_configs_compose_and_build(compose_cfg):
         "min_num_params": 1_000_000}
     launcher = compose_cfg("hydra/launcher=slurm", return_hydra_config=True).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == 1
+
+
+# -- checkpoint files ------------------------------------------------------------------------------------------
+
+def test_checkpoint_of_random_bytes_is_called_truncated_or_corrupted(tmp_path):
+    p = tmp_path / "noise.ckpt"
+    p.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+                  .numpy().tobytes())
+    with pytest.raises(zoo.CheckpointError, match=r"cannot read checkpoint .*\(truncated or corrupted: ") as err:
+        zoo.load_model(p)
+    assert "pickled Python objects" not in str(err.value)  # noise is not an unsafe checkpoint
+
+
+def test_training_side_shares_the_library_checkpoint_error():
+    from tasks.checkpoints import CheckpointError as TasksCheckpointError
+
+    assert TasksCheckpointError is zoo.CheckpointError is CheckpointError
+
+
+def test_save_model_is_atomic(tmp_path, monkeypatch):
+    """A full disk in the middle of a save leaves the previous file intact and loadable, and no temporary."""
+    path = zoo.save_model(zoo.create_model("mlp", width=8, depth=1), tmp_path / "mlp.pt", name="mlp",
+                          kwargs={"width": 8, "depth": 1})
+    before = path.read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04half a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        zoo.save_model(zoo.create_model("mlp", width=16, depth=1), path, name="mlp", kwargs={"width": 16, "depth": 1})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["mlp.pt"]
+    assert zoo.load_model(path).zoo_kwargs == {"width": 8, "depth": 1}
+
+
+def test_checkpoint_layouts_all_load(tmp_path):
+    """The task's self-describing "zoo" entry (any prefix), save_model's file, and legacy run checkpoints."""
+    model = zoo.create_model("lenet5", num_classes=7).eval()
+    state = model.state_dict()
+    x = torch.randn(2, 1, 28, 28)
+    layouts = {
+        "described": {"zoo": {"model": "lenet5", "kwargs": {"num_classes": 7}, "prefix": "net."},
+                      "state_dict": {**{f"net.{k}": v for k, v in state.items()}, "loss.weight": torch.ones(7)}},
+        "save_model": {"format": "dnn-zoo/1", "model": "lenet5", "kwargs": {"num_classes": 7}, "state_dict": state},
+        "legacy": {"hyper_parameters": {"model": {"name": "lenet5", "num_classes": 7}},
+                   "state_dict": {f"model.{k}": v for k, v in state.items()}},
+    }
+    for name, ckpt in layouts.items():
+        torch.save(ckpt, tmp_path / f"{name}.ckpt")
+        loaded = zoo.load_model(tmp_path / f"{name}.ckpt")
+        assert (loaded.zoo_name, loaded.zoo_kwargs) == ("lenet5", {"num_classes": 7}), name
+        torch.testing.assert_close(loaded(x), model(x), msg=name)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "bare.ckpt")
+    with pytest.raises(zoo.CheckpointError, match="no description of the model .*'zoo' entry"):
+        zoo.load_model(tmp_path / "bare.ckpt")

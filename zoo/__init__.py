@@ -5,7 +5,7 @@
 """
 
 from zoo import export  # zoo.export.to_onnx / to_torch_export
-from zoo.checkpoint import load_model, save_model
+from zoo.checkpoint import CheckpointError, load_model, save_model
 from zoo.registry import (
     ModelInfo,
     UnknownModelError,
@@ -20,6 +20,7 @@ from zoo.registry import (
 from zoo.select import select  # the function; the tree itself: from zoo.select import TREE
 
 __all__ = [
+    "CheckpointError",
     "ModelInfo",
     "UnknownModelError",
     "ZooError",

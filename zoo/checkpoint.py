@@ -1,14 +1,21 @@
 """Zoo models in and out of files as plain PyTorch: no Lightning and no Hydra needed to use them.
 
-:func:`load_model` reads a training run's Lightning checkpoint (``checkpoints/*.ckpt``: the registry name
-and builder kwargs are the task's ``hyper_parameters["model"]``, the weights its ``model.*`` state) or a
-file written by :func:`save_model` (``{"model": name, "kwargs": {...}, "state_dict": {...}}``). Files are
-read with ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+Every checkpoint of the project is read by :func:`read_checkpoint`, with ``torch.load(weights_only=True)``:
+tensors and plain containers only, never arbitrary objects. :func:`load_model` rebuilds the model of
+
+- a training run's checkpoint (``checkpoints/*.ckpt``), which describes its model in a ``"zoo"`` entry:
+  ``{"model": registry name, "kwargs": builder kwargs, "prefix": "model."}``; the model's weights are the
+  ``state_dict`` entries under ``prefix`` (the training task writes this entry; see :data:`RECORD`);
+- a file written by :func:`save_model`: ``{"format": "dnn-zoo/1", "model": name, "kwargs": {...},
+  "state_dict": {...}}``, the same description at the top level with no prefix;
+- a run checkpoint older than the ``"zoo"`` entry (legacy): the model is ``hyper_parameters["model"]``
+  (``{"name": registry name, **builder kwargs}``) and its weights are under ``model.``.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,56 +23,83 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.io import write_atomic
 from zoo.registry import ZooError, create_model
 
-__all__ = ["CheckpointError", "load_model", "read_checkpoint", "save_model"]
+__all__ = ["RECORD", "CheckpointError", "load_model", "read_checkpoint", "save_model"]
 
 FORMAT = "dnn-zoo/1"  # written by save_model
+RECORD = "zoo"  # the checkpoint entry that describes the model: {"model", "kwargs", "prefix"}
+LEGACY_PREFIX = "model."  # where run checkpoints without the RECORD entry keep the model's weights
 
 
 class CheckpointError(ZooError):
     """A checkpoint that cannot or must not be loaded."""
 
 
+def _unreadable(path: Path, e: Exception) -> str:
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]  # torch appends paragraphs
+    if not isinstance(e, RuntimeError) and not zipfile.is_zipfile(path):
+        why = f"not the zip archive torch.save writes ({type(e).__name__}: {why})"
+    return (f"cannot read checkpoint {path} (truncated or corrupted: {why}). Use another copy, or another "
+            "checkpoint of the run (e.g. the best-*.ckpt beside a broken last.ckpt).")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that say what to do."""
+    """The checkpoint dictionary in ``path``, loaded on the CPU with ``torch.load(weights_only=True)``.
+
+    ``weights_only`` refuses anything but tensors and primitive containers, so a file that carries arbitrary
+    pickled objects (which could run code when unpickled) is rejected, not executed. Missing, truncated,
+    foreign and unsafe files raise :class:`CheckpointError` saying which it is and what to do.
+    """
     path = Path(path)
     if not path.is_file():
-        hint = " It is a folder: pass a file in it, e.g. checkpoints/last.ckpt." if path.is_dir() else ""
+        hint = (" It is a folder: pass a file in it, e.g. checkpoints/last.ckpt." if path.is_dir() else
+                " Pass an existing file: a run's checkpoints/last.ckpt or best-*.ckpt, or one from zoo.save_model.")
         raise CheckpointError(f"checkpoint not found: {path}.{hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        unsafe = re.search(r"Unsupported (?:global|operand): (?:GLOBAL )?[\w.]*\w", str(e))
+        if unsafe is None:  # garbage that is not even a pickle
+            raise CheckpointError(_unreadable(path, e)) from None
         raise CheckpointError(
-            f"refusing to load {path}: it holds pickled Python objects, not only tensors and plain data "
-            f"({first}). Loading it could run code; only load checkpoints from sources you trust, saved with "
-            "state_dict()s of plain tensors (zoo.save_model writes such files)."
+            f"refusing to load {path}: it contains pickled Python objects, not only tensors and plain data "
+            f"({unsafe.group(0)}). Loading it could execute code. Only load checkpoints from sources you trust; "
+            "re-save it with state_dict()s of plain tensors (zoo.save_model writes such files)."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file: "
-                              f"{str(e).splitlines()[0]}).") from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dictionary.")
+    except Exception as e:  # truncated zips, foreign files: the unpickler fails in many ways
+        raise CheckpointError(_unreadable(path, e)) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        found = f"the keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise CheckpointError(
+            f"{path} is not a zoo checkpoint (not a Lightning checkpoint of a training run, nor a file from "
+            f"zoo.save_model): it holds {found}, with no 'state_dict' entry."
+        )
     return ckpt
 
 
-def _spec(ckpt: dict[str, Any], path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    """(registry name, builder kwargs, the model's own state dict) of either checkpoint format."""
-    if isinstance(ckpt.get("model"), str) and "state_dict" in ckpt:  # save_model's format
-        return ckpt["model"], dict(ckpt.get("kwargs") or {}), ckpt["state_dict"]
-    model_cfg = (ckpt.get("hyper_parameters") or {}).get("model")
-    if not isinstance(model_cfg, dict) or "name" not in model_cfg or "state_dict" not in ckpt:
+def _record(ckpt: dict[str, Any], path: Path) -> tuple[str, dict[str, Any], str]:
+    """(registry name, builder kwargs, state-dict prefix of the model's weights) of any of the three layouts."""
+    if RECORD in ckpt:
+        record = ckpt[RECORD]
+    elif isinstance(ckpt.get("model"), str):  # save_model's file: the description at the top level
+        record = {"model": ckpt["model"], "kwargs": ckpt.get("kwargs"), "prefix": ""}
+    else:  # legacy run checkpoint: the task's hyperparameters hold the model config
+        legacy = (ckpt.get("hyper_parameters") or {}).get("model")
+        record = None
+        if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+            kwargs = dict(legacy)
+            record = {"model": kwargs.pop("name"), "kwargs": kwargs, "prefix": LEGACY_PREFIX}
+    if not (isinstance(record, dict) and isinstance(record.get("model"), str)
+            and isinstance(record.get("kwargs") or {}, dict) and isinstance(record.get("prefix", ""), str)):
         raise CheckpointError(
-            f"{path} is not a zoo checkpoint: expected a Lightning checkpoint whose hyper_parameters['model'] "
-            "holds the registry name and kwargs (what train.py writes into checkpoints/), or a file from "
-            f"zoo.save_model; it has the keys {sorted(ckpt)[:8]}."
+            f"{path} is not a zoo checkpoint: it has weights but no description of the model to rebuild. "
+            f"Expected a '{RECORD}' entry {{'model': name, 'kwargs': {{...}}, 'prefix': 'model.'}} (written by "
+            "train.py's tasks), hyper_parameters['model'] with the registry name (older runs), or a file from "
+            f"zoo.save_model; it has the keys {sorted(map(str, ckpt))[:8]}."
         )
-    kwargs = dict(model_cfg)
-    name = kwargs.pop("name")
-    # The task holds the model as `self.model`; other entries (metrics, loss buffers) are the task's own.
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return name, kwargs, state
+    return record["model"], dict(record.get("kwargs") or {}), record.get("prefix", "")
 
 
 def load_model(path: str | Path, *, strict: bool = True) -> nn.Module:
@@ -75,7 +109,10 @@ def load_model(path: str | Path, *, strict: bool = True) -> nn.Module:
     registry name and builder kwargs as ``model.zoo_name`` and ``model.zoo_kwargs``.
     """
     path = Path(path)
-    name, kwargs, state = _spec(read_checkpoint(path), path)
+    ckpt = read_checkpoint(path)
+    name, kwargs, prefix = _record(ckpt, path)
+    # Other entries under other prefixes (a task's metrics, loss buffers, fixed noise) are not the model's.
+    state = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     model = create_model(name, **kwargs)
     try:
         model.load_state_dict(state, strict=strict)
@@ -91,15 +128,14 @@ def save_model(model: nn.Module, path: str | Path, *, name: str | None = None,
                kwargs: dict[str, Any] | None = None) -> Path:
     """Save weights + registry name + kwargs in a file :func:`load_model` reads (and ``weights_only`` accepts).
 
-    ``name``/``kwargs`` default to ``model.zoo_name``/``model.zoo_kwargs`` (set by :func:`load_model`).
+    ``name``/``kwargs`` default to ``model.zoo_name``/``model.zoo_kwargs`` (set by :func:`load_model`). The
+    write is atomic: a kill or a full disk during the save leaves the previous file at ``path`` intact.
     """
     name = name or getattr(model, "zoo_name", None)
     if name is None:
         raise ZooError("save_model needs the model's registry name: save_model(model, path, name='resnet20', "
                        "kwargs={...}) with the kwargs it was built with.")
     kwargs = dict(kwargs if kwargs is not None else getattr(model, "zoo_kwargs", {}))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}, path)
-    return path
+    payload = {"format": FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}
+    return write_atomic(path, lambda f: torch.save(payload, f))

@@ -1,12 +1,12 @@
 """The ``zoo`` command: browse the registry, ask the decision tree, and report comparison sweeps.
 
     zoo list [PATTERN] [--family F] [--modality M] [--task T] [--markdown]   models with parameter counts
-    zoo info NAME                                                metadata, default config, tree branch
+    zoo info NAME                                                metadata, default arguments, tree branch
     zoo select --modality image [--task T] [--accuracy light]   the decision tree's choice and path
     zoo compare SWEEP_DIR                                        (re)write a comparison sweep's report
 
-``list``, ``info`` and ``select`` import neither Lightning nor Hydra (parameters are counted on the
-``meta`` device, without allocating weights); ``compare`` loads the training side (``tasks.compare``).
+None of them imports Lightning or Hydra: parameters are counted on the ``meta`` device (no weights
+allocated), and ``compare`` reads the run folders with :mod:`zoo.report`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 
 from zoo.registry import MODALITIES, ZooError, create_model, list_models, model_info
+from zoo.report import write_report
 from zoo.select import GOALS, as_arguments, mermaid, routes_to, select
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a source checkout (pip install -e .)
 
 
 def count_params_fast(name: str) -> int:
@@ -98,12 +97,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         fields.append(("about", doc.splitlines()[0]))
     for k, v in fields:
         print(f"  {k + ':':13}{v}")
-    cfg = CONF_DIR / "model" / f"{info.name}.yaml"
-    print(f"default config (conf/model/{info.name}.yaml; python train.py model={info.name}):")
-    if cfg.is_file():
-        print("\n".join("  " + line for line in cfg.read_text().rstrip().splitlines()))
-    else:
-        print("  (no conf/ folder here: configs come with a source checkout)")
+    print(f"default arguments (train it: python train.py model={info.name}; change one: model.KEY=VALUE):")
+    print("\n".join(f"  {k}: {v!r}" for k, v in info.defaults.items()) or "  (none)")
     print("selected by the decision tree (zoo select --help):")
     print("\n".join(_route_lines(info.name)))
     return 0
@@ -130,8 +125,6 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tasks.compare import write_report  # the training side: Lightning, matplotlib
-
     report = write_report(args.sweep_dir, metric=args.metric, mode=args.mode, curve=args.curve,
                           plots=not args.no_plots)
     print(report.read_text(), end="")
@@ -151,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true", help="a Markdown table (the README's Models table)")
     s.set_defaults(fn=cmd_list)
 
-    s = sub.add_parser("info", help="one model: metadata, default config, the tree's branch to it")
+    s = sub.add_parser("info", help="one model: metadata, default arguments, the tree's branch to it")
     s.add_argument("name")
     s.set_defaults(fn=cmd_info)
 
