@@ -17,6 +17,7 @@ from zoo.layers.position import (
 )
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.transformer import DecoderLayer, EncoderLayer, TransformerDecoder, TransformerEncoder
+from zoo.layers.whitening import PatchWhitening
 
 __all__ = [
     "ACTIVATIONS",
@@ -35,6 +36,7 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "LinearNormAct",
     "MultiHeadAttention",
+    "PatchWhitening",
     "PixelNoise",
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
