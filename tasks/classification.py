@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from tasks.base import ZooTask
+from tasks.data.augment import tta_logits
+from tasks.data_init import init_from_data
 
 
 class ClassificationTask(ZooTask):
@@ -25,10 +27,14 @@ class ClassificationTask(ZooTask):
         label_smoothing: float = 0.0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        tta: int = 0,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
                          log_every_n_steps=log_every_n_steps)
         self.label_smoothing = label_smoothing
+        if tta not in (0, 1, 2):
+            raise ValueError(f"task.tta={tta!r}: choose 0 (none), 1 (+ mirror) or 2 (+ 1-pixel shifts, airbench's)")
+        self.tta = tta  # test-time augmentation in val/test: 0 none, 1 + mirror, 2 + 1-pixel shifts (airbench)
         num_classes = self.model_kwargs.get("num_classes", 10)
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)  # epoch mean without a Metric
         self._loss_steps = 0
@@ -39,6 +45,11 @@ class ClassificationTask(ZooTask):
         if isinstance(x, (tuple, list)):  # text: (tokens, padding_mask) from TextClassificationDataModule
             return self.model(*x)
         return self.model(self.to_model_input(x))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit":  # models with a data-dependent init (airbench's whitening) get training images
+            init_from_data(self.model, self.trainer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -57,7 +68,7 @@ class ClassificationTask(ZooTask):
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy) -> None:
         x, y = batch
-        logits = self(x)
+        logits = tta_logits(self, x, level=self.tta) if self.tta else self(x)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val", batch_size=len(y),
                  sync_dist=True)
         acc.update(logits, y)

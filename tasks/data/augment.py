@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import RandAugment
@@ -41,3 +43,63 @@ def rand_augment(x: torch.Tensor, *, num_ops: int = 2, magnitude: int = 9, group
         raise TypeError(f"rand_augment expects uint8 images (before normalisation), got {x.dtype}")
     augment = RandAugment(num_ops=num_ops, magnitude=magnitude)
     return torch.cat([augment(group) for group in x.split(group_size)])
+
+
+def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices past either edge mirrored back inside, without repeating the edge (``F.pad``'s 'reflect')."""
+    i = i.abs()
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
+
+
+def _image_coins(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed pseudo-random bit per image, the same whenever the same image comes back (a hash of its pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.randint(1, 2**20, (x[0].numel(),), generator=g).to(x.device)  # (C*H*W,)
+    h = (x.flatten(1).long() * weights).sum(1)  # (B,): at most 255 * 2^20 * C*H*W, well inside int64
+    return (h >> 12) & 1 == 1
+
+
+def alternating_flip_translate(x: torch.Tensor, *, epoch: int, padding: int = 2, seed: int = 0) -> torch.Tensor:
+    """airbench's training augmentation (Jordan 2024): random translation and "alternating flip".
+
+    Each image moves by up to ``padding`` pixels each way (a random crop of the reflect-padded image), and
+    is mirrored on every other epoch instead of by a fresh coin each time: airbench flips a random half of
+    the images once and then flips all of them on odd epochs, so each image shows both orientations in
+    any two consecutive epochs. The loader yields no sample ids, so an image's fixed coin is a hash of its
+    pixels (``seed`` picks the hash): ``flip = coin XOR (epoch odd)``. Works on any dtype (uint8 before
+    normalisation moves 4x fewer bytes), in one gather.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    dy = torch.randint(-padding, padding + 1, (b, 1), device=dev)
+    dx = torch.randint(-padding, padding + 1, (b, 1), device=dev)
+    rows = _reflect(dy + torch.arange(h, device=dev), h)  # (B, H)
+    cols = _reflect(dx + torch.arange(w, device=dev), w)  # (B, W)
+    flip = _image_coins(x, seed) ^ (epoch % 2 == 1)  # (B,)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(b, device=dev)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+    return x[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
+
+
+def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, level: int) -> torch.Tensor:
+    """Test-time augmentation as airbench's (Jordan 2024): logits averaged over views of ``x`` (B, C, H, W).
+
+    level 0: the image alone; 1: the mean of the image and its mirror; 2: half that, plus a quarter each for
+    the image shifted one pixel up-left and down-right (reflect-padded), each also with its mirror (6 views).
+    """
+    if level not in (0, 1, 2):
+        raise ValueError(f"tta level must be 0 (none), 1 (mirror) or 2 (mirror + translate), got {level!r}")
+    if level == 0:
+        return forward(x)
+
+    def mirrored(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (forward(v) + forward(v.flip(-1)))
+
+    logits = mirrored(x)
+    if level == 1:
+        return logits
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")  # (B, C, H + 2, W + 2)
+    up_left, down_right = padded[..., :h, :w], padded[..., 2:, 2:]
+    return 0.5 * logits + 0.25 * (mirrored(up_left) + mirrored(down_right))

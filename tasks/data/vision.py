@@ -13,12 +13,12 @@ import lightning as L
 import torch
 from torchvision import datasets as tvd
 
-from tasks.data.augment import rand_augment, random_crop_flip
+from tasks.data.augment import alternating_flip_translate, rand_augment, random_crop_flip
 from tasks.data.integrity import DataError, missing_files_error, verify_file
 from tasks.data.loader import TensorBatchLoader, rank_world, training_position
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
-AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment")
+AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment", "flip_translate")
 
 
 def _read_idx_gz(path: Path, magic: int) -> torch.Tensor:
@@ -118,8 +118,9 @@ class VisionDataModule(L.LightningDataModule):
     A validation split of ``val_size`` images is carved from the training set with ``split_seed``.
     ``num_classes``/``in_chans``/``img_size`` are facts about the dataset that model configs
     interpolate; given here, they are checked against the dataset. ``augment``: null, ``flip``,
-    ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip) or ``randaugment`` (RandAugment with ``randaugment_ops``
-    ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip).
+    ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip), ``randaugment`` (RandAugment with ``randaugment_ops``
+    ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip) or ``flip_translate``
+    (airbench's: reflect-padded shifts of up to 2 pixels, each image mirrored on alternate epochs).
     """
 
     def __init__(
@@ -152,8 +153,8 @@ class VisionDataModule(L.LightningDataModule):
                 raise DataError(f"data.{key}={given} but {dataset} has {key}={getattr(spec, key)}; "
                                 f"remove the override of data.{key}")
         if augment not in AUGMENTS:
-            raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip' or "
-                            "'randaugment'")
+            raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip', "
+                            "'randaugment' or 'flip_translate'")
         if not (randaugment_ops >= 0 and 0 <= randaugment_magnitude <= 30):
             raise DataError(f"data.randaugment_ops={randaugment_ops} must be >= 0 and data.randaugment_magnitude="
                             f"{randaugment_magnitude} in [0, 30] (torchvision's 31 magnitude bins)")
@@ -205,6 +206,8 @@ class VisionDataModule(L.LightningDataModule):
         """uint8 (B, C, H, W) -> float, normalised, augmented when ``train``; runs on the batch's device."""
         if train and self.augment == "randaugment":  # its colour ops (posterize, solarize, ...) need uint8
             x = rand_augment(x, num_ops=self.randaugment_ops, magnitude=self.randaugment_magnitude)
+        if train and self.augment == "flip_translate":  # airbench's: pad-2 translations, flips alternating by epoch
+            x = alternating_flip_translate(x, epoch=self.trainer.current_epoch if self.trainer else 0, seed=self.seed)
         x = x.float().div_(255)
         if self.normalize:
             if x.device not in self._norm:
@@ -213,7 +216,7 @@ class VisionDataModule(L.LightningDataModule):
                                         torch.tensor(self.spec.std, device=x.device).view(shape))
             mean, std = self._norm[x.device]
             x = (x - mean) / std
-        if train and self.augment:
+        if train and self.augment and self.augment != "flip_translate":
             x = random_crop_flip(x, padding=0 if self.augment == "flip" else 4, flip=self.augment != "crop")
         return x
 
