@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 
 from tasks.optim import build_optimizer, build_scheduler
 from zoo.registry import ZooError, create_model
+from zoo.vocab import check_task_kinds
 
 
 class ZooTask(L.LightningModule):
@@ -21,6 +22,19 @@ class ZooTask(L.LightningModule):
     Subclasses define the loss and metrics. ``channels_last="auto"`` uses the channels-last memory
     format for models with 2-D convolutions (1.25-1.7x faster on CPU, PERFORMANCE.md).
     """
+
+    # -- what the task declares; the pairing check, the model-implied task, the checkpoint monitor and the
+    # help texts all read these, so a new task cannot be left out of any of them --
+    kinds: ClassVar[tuple[str, ...]] = ()  # the task kinds it trains (zoo.vocab.TASKS)
+    families: ClassVar[tuple[str, ...] | None] = None  # registry families it can train; None: any of its kinds
+    any_image_data: ClassVar[bool] = False  # uses a dataset's images only, so any image dataset serves it
+    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")  # (metric, mode) the best checkpoint is chosen by
+    needs: ClassVar[tuple[str, ...]] = ()  # DataModule attributes it reads (checked when fitting starts)
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not abstract:  # a concrete task must say what it trains
+            check_task_kinds(cls.kinds, owner=f"{cls.__qualname__}.kinds")
 
     def __init__(
         self,
@@ -49,6 +63,14 @@ class ZooTask(L.LightningModule):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        missing = [a for a in self.needs if dm is not None and not hasattr(dm, a)]
+        if missing:
+            raise ZooError(f"{type(self).__name__} reads {', '.join(missing)} from its data module, which "
+                           f"{type(dm).__name__} does not have: it trains {'/'.join(self.kinds)} and needs data "
+                           "for that kind. Drop the task= override: each data config brings its own task.")
 
     def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:

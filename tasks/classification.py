@@ -11,11 +11,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from tasks.base import ZooTask
 from tasks.data.augment import tta_logits
 from tasks.data_init import init_from_data
+from zoo.registry import ZooError
 
 
 class ClassificationTask(ZooTask):
     """Train any registry classifier: logs ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``."""
 
+    kinds = ("classify",)
     monitor = ("val/acc", "max")
 
     def __init__(
@@ -35,7 +37,11 @@ class ClassificationTask(ZooTask):
         if tta not in (0, 1, 2):
             raise ValueError(f"task.tta={tta!r}: choose 0 (none), 1 (+ mirror) or 2 (+ 1-pixel shifts, airbench's)")
         self.tta = tta  # test-time augmentation in val/test: 0 none, 1 + mirror, 2 + 1-pixel shifts (airbench)
-        num_classes = self.model_kwargs.get("num_classes", 10)
+        num_classes = self.model_kwargs.get("num_classes")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ZooError(f"classifying needs the model's num_classes (got {num_classes!r}); it comes from the "
+                           "data module's facts() - pass model={'name': ..., 'num_classes': N} when building "
+                           "the task by hand.")
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)  # epoch mean without a Metric
         self._loss_steps = 0
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")

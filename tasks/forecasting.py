@@ -15,6 +15,7 @@ class ForecastingTask(ZooTask):
     """Train a registry ``forecast`` model: ``train/loss`` (MSE), ``val/mse``, ``val/mae``, ``test/mse``,
     ``test/mae`` over every predicted value (all horizons and output features)."""
 
+    kinds = ("forecast",)
     monitor = ("val/mse", "min")
 
     def __init__(

@@ -21,7 +21,9 @@ class LanguageModelTask(ZooTask):
     ``samples.txt`` in the output folder (the data module supplies ``encode``/``decode``).
     """
 
+    kinds = ("lm",)
     monitor = ("val/loss", "min")
+    needs = ("encode", "decode")
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ multirun resolves on its own. A ``task=`` given by the user always wins. A resol
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -24,13 +25,11 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from zoo.registry import UnknownModelError, ZooError, model_info
+from tasks.config import CONF_DIR
+from zoo.registry import ModelInfo, UnknownModelError, ZooError, model_info
 from zoo.select import GOALS, Selection, select
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 AUTO = "auto"
-# registry family -> the task config that trains it, for models the data config's task cannot train
-IMPLIED_TASK_CONFIG = {"autoencoder": "reconstruction", "vae": "vae", "gan": "gan"}
 
 
 class Resolution(NamedTuple):
@@ -78,11 +77,53 @@ def _choose(cfg: DictConfig) -> Selection:
                        "declares none. Add a meta block to its conf/data/*.yaml or name a model: model=<name>.")
     task = goal.get("task") or meta.get("task")
     goals = {k: goal[k] for k in GOALS if goal.get(k) is not None}
-    return select(modality, task=task, img_size=cfg.data.get("img_size"), **goals)
+    return select(modality, task=task, img_size=_image_size(cfg) if modality == "image" else None, **goals)
 
 
-def _implied_task_config(model_name: str, data_task: str | None) -> str | None:
-    """The task config a model needs when the data config's task cannot train it (None: keep the task)."""
+def _image_size(cfg: DictConfig) -> int | None:
+    """The image side the data module states (its constructor reads no data; ``facts()`` is cheap for images)."""
+    from hydra.utils import instantiate
+
+    facts = getattr(instantiate(cfg.data, _convert_="all"), "facts", None)
+    return facts().get("img_size") if facts is not None else None
+
+
+def task_class(target: str | None) -> type | None:
+    """The task class a ``task._target_`` names (None for a target that is not importable)."""
+    if not target:
+        return None
+    from hydra.utils import get_class
+
+    try:
+        return get_class(str(target))
+    except Exception:  # noqa: BLE001 - a bad target is reported by the schema check with close matches
+        return None
+
+
+@functools.cache
+def task_configs() -> dict[str, type]:
+    """Every task config (conf/task/NAME.yaml) -> the task class it builds, read from the configs themselves."""
+    found = {}
+    for path in sorted((CONF_DIR / "task").glob("*.yaml")):
+        cls = task_class(OmegaConf.select(OmegaConf.load(path), "task._target_"))
+        if cls is not None:
+            found[path.stem] = cls
+    return found
+
+
+def trains(cls: type, info: ModelInfo) -> bool:
+    """Whether a task class (its declared ``kinds`` and ``families``) can train a registry model."""
+    families = getattr(cls, "families", None)
+    return bool(set(getattr(cls, "kinds", ())) & set(info.tasks)) and (families is None or info.family in families)
+
+
+def _implied_task_config(model_name: str, data_task: str | None, modality: str | None) -> str | None:
+    """The task config a model needs when the data config's task cannot train it (None: keep the task).
+
+    Derived from the task classes' declarations: a task that can use this data whatever its labels
+    (``any_image_data``: the generative tasks on images) and trains one of the model's kinds, preferring a task
+    made for the model's family (a VAE's, a GAN's) over one for any model of the kind.
+    """
     if "/" in model_name:  # timm/..., torchvision/...: image classifiers
         return None
     try:
@@ -91,12 +132,23 @@ def _implied_task_config(model_name: str, data_task: str | None) -> str | None:
         return None  # building the model reports it, with close matches
     if data_task is None or data_task in info.tasks:
         return None
-    return IMPLIED_TASK_CONFIG.get(info.family)
+    fits = [(getattr(cls, "families", None) is None, name) for name, cls in task_configs().items()
+            if trains(cls, info) and getattr(cls, "any_image_data", False) and modality == "image"]
+    return min(fits)[1] if fits else None
 
 
-def _task_target(task_config: str) -> str | None:
-    path = CONF_DIR / "task" / f"{task_config}.yaml"
-    return OmegaConf.select(OmegaConf.load(path), "task._target_") if path.is_file() else None
+def resolve_monitor(cfg: DictConfig) -> None:
+    """``monitor.metric``/``monitor.mode`` = ``auto`` -> what the task class declares (``Task.monitor``)."""
+    mon = cfg.get("monitor")
+    if mon is None or AUTO not in (mon.get("metric"), mon.get("mode")):
+        return
+    cls = task_class(OmegaConf.select(cfg, "task._target_"))
+    metric, mode = getattr(cls, "monitor", ("val/loss", "min"))
+    with open_dict(cfg):
+        if mon.get("metric") == AUTO:
+            cfg.monitor.metric = metric
+        if mon.get("mode") == AUTO:
+            cfg.monitor.mode = mode
 
 
 def _recompose(base: Sequence[str], added: Sequence[str], *, with_hydra: bool) -> DictConfig:
@@ -124,6 +176,7 @@ def resolve_config(cfg: DictConfig, *, overrides: Sequence[str] | None = None) -
     """Resolve ``model=auto`` and a model-implied task. ``overrides``: the job's own (default: Hydra's record)."""
     t0 = time.perf_counter()
     if "selection" in cfg:  # resolved already
+        resolve_monitor(cfg)
         return Resolution(cfg)
     meta = cfg.data.get("meta") or {}
     model_name = str(cfg.model.name)
@@ -135,12 +188,13 @@ def resolve_config(cfg: DictConfig, *, overrides: Sequence[str] | None = None) -
         added.append(f"model={model_name}")
     base = list(overrides) if overrides is not None else job_overrides(cfg)
     user_task = base is not None and any(_key(o) == "task" for o in base)
-    task_config = None if user_task else _implied_task_config(model_name, meta.get("task"))
-    if task_config is not None and _task_target(task_config) == cfg.task.get("_target_"):
+    task_config = None if user_task else _implied_task_config(model_name, meta.get("task"), meta.get("modality"))
+    if task_config is not None and task_class(cfg.task.get("_target_")) is task_configs().get(task_config):
         task_config = None  # the config's task trains the model already (e.g. task= given with the model)
     if task_config is not None:
         added.append(f"task={task_config}")
     if not added:
+        resolve_monitor(cfg)
         return Resolution(cfg, seconds=time.perf_counter() - t0)
     if base is None:
         raise ZooError(f"resolving this config needs {' '.join(added)} on top of the overrides it was composed "
@@ -150,6 +204,7 @@ def resolve_config(cfg: DictConfig, *, overrides: Sequence[str] | None = None) -
     res = Resolution(new, selection, task_config, tuple(added), time.perf_counter() - t0)
     with open_dict(new):
         new.selection = res.to_dict()
+    resolve_monitor(new)
     return res
 
 

@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from tasks.callbacks import SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
-from tasks.resolve import resolve_for_run
-from tasks.validate import validate_config
+from tasks.facts import model_kwargs
+from tasks.resolve import resolve_for_run, resolve_monitor
+from tasks.validate import ConfigError, validate_config
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,26 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    resolve_monitor(cfg)  # monitor.metric=auto -> the task class's own (configs composed without resolve_config)
     datamodule = instantiate(cfg.data, _convert_="all")
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    task = instantiate(cfg.task, model=model_cfg, _convert_="all")
+    task = instantiate(cfg.task, model=model_config(cfg, datamodule), _convert_="all")
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                           default_root_dir=cfg.paths.output_dir)
     return datamodule, task, trainer, speed
+
+
+def model_config(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The model's config with the facts its data module states filled in (``tasks.facts``)."""
+    facts = getattr(datamodule, "facts", None)
+    if facts is None:
+        raise ConfigError(f"{type(datamodule).__name__} does not state its facts: a data module for zoo models "
+                          "defines facts() -> dict (num_classes, in_chans, vocab_size, ...), see tasks/facts.py.")
+    stated = {"task": (cfg.data.get("meta") or {}).get("task"), **facts()}
+    dataset = str(cfg.data.get("dataset") or cfg.data.get("source") or cfg.data.get("_target_"))
+    return model_kwargs(OmegaConf.to_container(cfg.model, resolve=True), stated, dataset=dataset)
 
 
 def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -89,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out)
     if ckpt_path is not None:
-        check_resumable(ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), task=task)
+        check_resumable(ckpt_path, dict(task.hparams.model), task=task)
     t0 = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_time = time.perf_counter() - t0

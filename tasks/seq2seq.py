@@ -22,7 +22,9 @@ class Seq2SeqTask(ZooTask):
     A few test translations are printed and all of them saved to ``translations.txt`` in the output folder.
     """
 
+    kinds = ("seq2seq",)
     monitor = ("val/loss", "min")
+    needs = ("bos_id", "eos_id", "decode", "references", "sources")
 
     def __init__(
         self,

@@ -7,10 +7,10 @@ message (the key, the offending value, the fix) instead of a traceback minutes i
   ``tasks/optim.py``, and a few keys against value ranges (:data:`RANGES`). Deriving the schemas from
   the constructors keeps them in step with the code; Lightning's and OmegaConf's own errors for these
   come late (after the data is loaded) or as tracebacks.
-- Model/data compatibility, from the registry (``ModelInfo.modalities``/``tasks``/``input_shape``) and
-  the data config's ``meta`` and declared facts (``num_classes``, ``in_chans``, ``img_size``,
-  ``vocab_size``, ...): an image model on text, a language model on images, a wrong ``in_chans``, an
-  image size the patch size does not divide, an embedding smaller than the vocabulary.
+- Model/data compatibility, from the registry (``ModelInfo.modalities``/``tasks``/``family``), the data
+  config's ``meta`` and what the task class declares it trains: an image model on text, a language model
+  on images, a GAN under the VAE's task. (Facts such as ``num_classes`` or ``vocab_size`` are checked
+  when the data module states them: tasks/facts.py.)
 - The output folder: a fresh run never writes into a folder that already holds a run.
 """
 
@@ -28,10 +28,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tasks.config import CONF_DIR
+from tasks.resolve import task_class
 from tasks.signatures import ConfigError, check_signature, check_target, check_value, close_matches
 from zoo.registry import list_models, model_info
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,6 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 # Arguments the runner passes itself, not the config.
 SUPPLIED = {"trainer": {"callbacks", "logger", "default_root_dir"}, "task": {"model"}}
-# What each task class trains; tasks not listed here skip the task/model/data pairing check.
-TASK_KINDS: dict[str, tuple[str, ...]] = {
-    "ClassificationTask": ("classify",),
-    "LanguageModelTask": ("lm",),
-    "Seq2SeqTask": ("seq2seq",),
-    "ForecastingTask": ("forecast",),
-    "Word2VecTask": ("embed",),
-    "ReconstructionTask": ("reconstruct", "denoise"),
-    "VAETask": ("generate", "reconstruct"),
-    "GANTask": ("generate",),
-}
-# Generative tasks use a dataset's images only, so any image dataset serves them.
-ANY_IMAGE_DATA = {"reconstruct", "denoise", "generate"}
-# Facts a model config takes from its data config by interpolation; an override that differs cannot work.
-FACTS = ("num_classes", "in_chans", "img_size", "in_features", "out_features", "horizon")
-VOCABS = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Every check of this module on a composed (and resolved) training config; raises :class:`ConfigError`."""
     check_schemas(cfg)
@@ -207,7 +189,12 @@ def _pairing_error(name: str, info: Any, dataset: str, modality: str | None, tas
 
 
 def check_compatible(cfg: DictConfig) -> None:
-    """The model can learn the data config's task on its modality, and the facts they share agree."""
+    """The model can learn the data config's task on its modality, as the task class declares.
+
+    The task class says what it trains (``kinds``, ``families``, ``any_image_data``: tasks/base.py); a task
+    class that declares nothing cannot be defined, so no task skips this check. The facts the model and the
+    data share are checked when the data module states them (tasks/facts.py).
+    """
     if "model" not in cfg or "data" not in cfg:
         return
     name = str(cfg.model.get("name"))
@@ -216,61 +203,27 @@ def check_compatible(cfg: DictConfig) -> None:
     meta = _container(cfg, "data.meta") or {}
     modality, data_task = meta.get("modality"), meta.get("task")
     target = str(OmegaConf.select(cfg, "task._target_", default="") or "")
-    task_kinds = TASK_KINDS.get(target.rsplit(".", 1)[-1])
+    cls = task_class(target)
+    task_kinds = tuple(getattr(cls, "kinds", ())) or None
 
     info = _model_info(name)
     if modality and modality not in getattr(info, "modalities", (info.modality,)):
         raise _pairing_error(name, info, dataset, modality, data_task, task_kinds)
     if task_kinds and not set(task_kinds) & set(info.tasks):
         raise _pairing_error(name, info, dataset, modality, data_task, task_kinds)
+    families = getattr(cls, "families", None)
+    if families is not None and getattr(info, "family", None) not in families:
+        raise ConfigError(f"task {target} trains the {'/'.join(families)} famil{'y' if len(families) == 1 else 'ies'}"
+                          f", and {name} is a {getattr(info, 'family', '?')} model. Drop the task= override: the "
+                          "model brings the task it needs.")
     if task_kinds and data_task and data_task not in task_kinds and not (
-            set(task_kinds) <= ANY_IMAGE_DATA and modality == "image"):
+            getattr(cls, "any_image_data", False) and modality == "image"):
         raise ConfigError(f"task {target} trains {'/'.join(task_kinds)}, but {dataset} is data for {data_task}. "
                           f"Drop the task= override: the data config brings its own task.")
-    model = _container(cfg, "model")
-    if model.get("task") is not None:  # models that serve several tasks take the data config's as an argument
-        if model["task"] not in info.tasks:
-            raise ConfigError(f"model.task={model['task']!r}: {name} does {', '.join(info.tasks)}. "
-                              f"Remove the override (it follows data.meta.task={data_task!r}).")
-        if data_task and model["task"] != data_task:
-            raise ConfigError(f"model.task={model['task']!r} but {dataset} is data for {data_task}; remove the "
-                              f"override of model.task (its config takes ${{data.meta.task}}).")
-    _check_facts(name, model, _container(cfg, "data"), dataset, info)
-
-
-def _check_facts(name: str, model: dict[str, Any], data: dict[str, Any], dataset: str, info: Any) -> None:
-    for key in FACTS:
-        m, d = model.get(key), data.get(key)
-        if m is not None and d is not None and m != d:
-            raise ConfigError(f"model.{key}={m!r} but {dataset} has {key}={d!r}: the model would not fit the "
-                              f"data. Remove the override of model.{key} (its config takes ${{data.{key}}}).")
-    vocab = data.get("vocab_size")
-    for key in VOCABS:
-        m = model.get(key)
-        if m is not None and vocab is not None and m < vocab:
-            raise ConfigError(f"model.{key}={m} is smaller than the vocabulary of {dataset} (data.vocab_size="
-                              f"{vocab}): token ids up to {vocab - 1} would index past the embedding. Use "
-                              f"model.{key}=${{data.vocab_size}} (the default) or a larger value.")
-    m_len, d_len = model.get("max_len"), data.get("max_len")
-    if m_len is not None and d_len is not None and m_len < d_len:
-        raise ConfigError(f"model.max_len={m_len} is shorter than the sequences of {dataset} (data.max_len={d_len}); "
-                          f"set model.max_len to at least {d_len}, or shorten data.max_len.")
-    patch, img = model.get("patch_size"), model.get("img_size", data.get("img_size"))
-    if patch is not None and img is not None:
-        sides = tuple(img) if isinstance(img, (list, tuple)) else (img, img)  # (H, W)
-        patches = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch)
-        if any(p <= 0 or i % p for i, p in zip(sides, patches, strict=False)):
-            side = sides[0]
-            fits = [p for p in range(2, side + 1) if side % p == 0]
-            raise ConfigError(f"model.patch_size={patch!r} does not divide the image size {img!r} ({name} cuts "
-                              f"the image into non-overlapping patches). Choose a patch size that divides it: "
-                              f"{', '.join(map(str, fits))}.")
-    shape = info.input_shape
-    chans = data.get("in_chans")
-    if (shape and chans is not None and "in_chans" not in model and info.modality == "image"
-            and len(shape) == 3 and shape[0] != chans):
-        raise ConfigError(f"model {name!r} takes {shape[0]}-channel images (input {tuple(shape)}) and has no "
-                          f"in_chans argument, but {dataset} has {chans} channels. Choose another model or data.")
+    task = cfg.model.get("task")
+    if task is not None and task not in info.tasks:  # models that serve several tasks take it as an argument
+        raise ConfigError(f"model.task={task!r}: {name} does {', '.join(info.tasks)}. "
+                          f"Remove the override (the data sets it: {dataset} is data for {data_task}).")
 
 
 # -- output folder -------------------------------------------------------------------------------------------

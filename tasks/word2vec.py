@@ -20,7 +20,9 @@ class Word2VecTask(ZooTask):
     After fitting, the nearest neighbours of ``probe_words`` are printed and saved to ``samples.txt``.
     """
 
+    kinds = ("embed",)
     monitor = ("val/loss", "min")
+    needs = ("stoi", "itos")
 
     def __init__(
         self,

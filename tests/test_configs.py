@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import zoo
+from tasks.runner import model_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODEL_CONFIGS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -37,17 +38,18 @@ def test_model_config_keys_are_builder_kwargs(config, compose_cfg):
 @pytest.mark.parametrize("model", zoo.list_models(modality="image", task="classify"))
 def test_image_classifier_composes_and_instantiates_with_image_data(model, data, compose_cfg):
     cfg = compose_cfg(f"model={model}", f"data={data}")
-    task = instantiate(cfg.task, model=OmegaConf.to_container(cfg.model, resolve=True), _convert_="all")
     dm = instantiate(cfg.data, _convert_="all")
+    task = instantiate(cfg.task, model=model_config(cfg, dm), _convert_="all")  # the data's facts fill the model
     assert task.model_name == model
     assert task.model_kwargs["num_classes"] == dm.num_classes
-    assert task.model_kwargs["in_chans"] == dm.in_chans
+    assert task.model_kwargs.get("in_chans", dm.in_chans) == dm.in_chans
+    assert cfg.model.get("num_classes") is None and cfg.model.get("in_chans") is None  # stated once: by the data
 
 
 def test_defaults_train_lenet5_on_mnist(compose_cfg):
     cfg = compose_cfg()
     assert (cfg.model.name, cfg.data.dataset, cfg.task._target_) == ("lenet5", "mnist", "tasks.ClassificationTask")
-    assert cfg.monitor.metric == "val/acc"
+    assert cfg.monitor.metric == "val/acc"  # monitor: auto -> ClassificationTask.monitor
 
 
 def test_data_root_defaults_to_the_environment(monkeypatch):

@@ -43,8 +43,6 @@ BAD_INPUTS = [
     (["model=gpt"], r"model 'gpt' cannot train on mnist: gpt is a text model for lm, and mnist is image data "
                     r"for classify. Models for mnist: .*lenet5.*Data for gpt: tiny_shakespeare"),
     (["data=sst2", "model=resnet20"], r"model 'resnet20' cannot train on sst2: .*image model.*text data"),
-    (["data=tiny_shakespeare", "model=gpt", "model.vocab_size=50"],
-     r"model.vocab_size=50 is smaller than the vocabulary of tiny_shakespeare \(data.vocab_size=65\)"),
     (["data=cifar10", "model=vit_tiny", "model.patch_size=5"],
      r"model.patch_size=5 does not divide the image size 32 .*: 2, 4, 8, 16, 32"),
     (["task=language_model"], r"model 'lenet5' cannot train on mnist"),
@@ -55,6 +53,14 @@ BAD_INPUTS = [
 def test_bad_input_fails_before_any_data_is_read(overrides, message, compose_cfg, tmp_path):
     cfg = compose_cfg(*overrides, f"paths.data_dir={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match=message) as err:
+        run(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_smaller_than_the_data_vocabulary_is_refused_once_the_data_states_it(compose_cfg, tmp_path):
+    cfg = compose_cfg("data=tiny_shakespeare", "model=gpt", "model.vocab_size=50")  # the text is read: 65 chars
+    with pytest.raises(ConfigError, match=r"model.vocab_size=50 is smaller than the vocabulary of tiny_shakespeare "
+                                          r"\(vocab_size=65\).*Remove the override of model.vocab_size") as err:
         run(cfg)
     assert "\n" not in str(err.value)
 
@@ -102,10 +108,11 @@ def test_output_folder_of_another_run_is_refused(compose_cfg, tmp_path):
 
 def test_checkpoint_of_another_shape_is_refused(compose_cfg, tmp_path):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+
+    from tasks.runner import model_config
 
     cfg = compose_cfg()
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg = model_config(cfg, instantiate(cfg.data, _convert_="all"))
     task = instantiate(cfg.task, model=model_cfg, _convert_="all")
     other = instantiate(cfg.task, model={**model_cfg, "num_classes": 5}, _convert_="all")
     p = tmp_path / "foreign.ckpt"

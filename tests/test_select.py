@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import zoo
-from tasks.resolve import IMPLIED_TASK_CONFIG, resolve_config
+from tasks.resolve import resolve_config, task_class, task_configs, trains
 from tasks.runner import run
 from tests.conftest import fast_overrides
 from zoo.select import TREE, as_arguments, mermaid, routes_to, select
@@ -100,18 +100,31 @@ def test_resolution_keeps_the_jobs_own_overrides(compose_cfg):
                       "seed=5", "data.batch_size=64")
     assert cfg.model.name == "mobilenet_tiny"
     assert (cfg.task.optimizer.lr, cfg.model.drop_rate, cfg.seed, cfg.data.batch_size) == (0.0123, 0.3, 5, 64)
-    assert cfg.model.num_classes == 10 and cfg.model.in_chans == 3  # interpolated from the data config
+    assert cfg.model.num_classes is None  # a fact of the data: its data module states it when the run builds
 
 
-@pytest.mark.parametrize("name", [n for n in zoo.list_models() if zoo.model_info(n).family in IMPLIED_TASK_CONFIG])
+IMAGE_NON_CLASSIFIERS = [n for n in zoo.list_models(modality="image") if "classify" not in zoo.model_info(n).tasks]
+
+
+@pytest.mark.parametrize("name", IMAGE_NON_CLASSIFIERS)
 def test_a_generative_model_on_image_data_brings_its_task(compose_cfg, name):
-    implied = IMPLIED_TASK_CONFIG[zoo.model_info(name).family]
-    expected = OmegaConf.load(ROOT / "conf" / "task" / f"{implied}.yaml")
     cfg = compose_cfg(f"model={name}", "data=mnist", "task.optimizer.lr=0.0321")
-    assert cfg.task._target_ == expected.task._target_ and cfg.monitor.metric == expected.monitor.metric
-    assert cfg.task.optimizer.lr == 0.0321 and cfg.selection.task_config == implied
+    cls = task_class(cfg.task._target_)
+    assert trains(cls, zoo.model_info(name))  # the task's own declaration says it trains this model
+    assert task_configs()[cfg.selection.task_config] is cls
+    assert (cfg.monitor.metric, cfg.monitor.mode) == cls.monitor  # monitor: auto -> the task's declaration
+    assert cfg.task.optimizer.lr == 0.0321
     kept = compose_cfg(f"model={name}", "data=mnist", "task=classification")  # a user's task= wins
     assert kept.task._target_ == "tasks.ClassificationTask" and "selection" not in kept
+
+
+def test_every_task_config_builds_a_task_that_declares_what_it_trains():
+    from zoo.vocab import TASKS
+
+    assert task_configs(), "no task configs found"
+    for name, cls in task_configs().items():
+        assert cls.kinds and set(cls.kinds) <= set(TASKS), (name, cls.kinds)
+        assert cls.monitor[1] in ("min", "max"), (name, cls.monitor)
 
 
 def test_nothing_to_resolve_costs_nothing_and_resolving_twice_is_a_no_op(compose_cfg):
@@ -138,5 +151,6 @@ def test_a_run_prints_and_saves_the_selection(compose_cfg, tmp_path, capsys):
     saved = json.loads((tmp_path / "selection.json").read_text())
     assert saved["model"] == "mobilenet_tiny" and "need high accuracy: light" in saved["selection"]["path"]
     resolved = OmegaConf.load(tmp_path / "resolved_config.yaml")
-    assert resolved.model.name == "mobilenet_tiny" and resolved.model.in_chans == 1
+    assert resolved.model.name == "mobilenet_tiny"
+    assert zoo.load_model(metrics["best_checkpoint"]).zoo_kwargs["in_chans"] == 1  # the data's fact reached it
     assert "[selection] model=mobilenet_tiny" in capsys.readouterr().out

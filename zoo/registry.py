@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from zoo.vocab import MODALITIES, check_task_kinds
+
 __all__ = [
     "ModelInfo",
     "UnknownModelError",
@@ -27,7 +29,6 @@ __all__ = [
     "register_model",
 ]
 
-MODALITIES = ("image", "text", "speech", "timeseries", "tabular")
 
 
 class ZooError(Exception):
@@ -90,7 +91,8 @@ def register_model(
     modalities = (modality,) if isinstance(modality, str) else tuple(modality)
     bad = [m for m in modalities if m not in MODALITIES]
     if bad or not modalities:
-        raise ValueError(f"modality must be one or more of {MODALITIES}, got {modality!r}")
+        raise ValueError(f"modality must be one or more of {', '.join(MODALITIES)}, got {modality!r}")
+    task_kinds = check_task_kinds(tuple(tasks), owner="register_model")
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
@@ -105,7 +107,7 @@ def register_model(
             builder=fn,
             family=family,
             modalities=modalities,
-            tasks=tuple(tasks),
+            tasks=task_kinds,
             input_shape=input_shape,
             paper=paper,
             example=example,

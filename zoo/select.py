@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from zoo.registry import MODALITIES, ZooError
+from zoo.registry import ZooError
+from zoo.vocab import DEFAULT_TASK, GENERATIVE_TASKS, MODALITIES, TASK_ALIASES
 
 __all__ = ["TREE", "Decision", "Node", "Query", "Selection", "as_arguments", "mermaid", "routes_to", "select"]
 
@@ -75,12 +76,6 @@ TREE: dict[str, Node] = {
 }
 
 ROOT = "start"
-GENERATIVE_TASKS = ("generate", "reconstruct", "denoise")
-DEFAULT_TASK = {"image": "classify", "text": "classify", "speech": "classify", "timeseries": "forecast",
-                "tabular": "classify"}
-TASK_ALIASES = {"translate": "seq2seq", "translation": "seq2seq", "classification": "classify",
-                "language_model": "lm", "forecasting": "forecast", "generation": "generate",
-                "reconstruction": "reconstruct", "denoising": "denoise", "embedding": "embed"}
 GOALS = {  # Query field -> (default, what it means); these are also the Hydra `goal.*` keys
     "accuracy": ("high", "image: high -> ResNet, light -> the lightweight CNN"),
     "arch": ("cnn", "image: cnn or vit"),

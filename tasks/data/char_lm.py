@@ -15,7 +15,7 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import ResumableLoader, rank_world
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
-from tasks.data.tokenize import CharTokenizer, check_vocab
+from tasks.data.tokenize import CharTokenizer
 
 
 class RandomWindowLoader(ResumableLoader):
@@ -75,8 +75,6 @@ class CharLMDataModule(TextDataModule):
         eval_batch_size: int = 64,
         batches_per_epoch: int = 500,
         split: Sequence[float] = (0.9, 0.05, 0.05),
-        vocab_size: int | None = None,
-        max_len: int | None = None,
         seed: int = 0,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -89,11 +87,7 @@ class CharLMDataModule(TextDataModule):
             raise DataError(f"data.split={list(split)} must be three positive fractions summing to 1")
         self.dataset, self.block_size = dataset, block_size
         self.batch_size, self.eval_batch_size, self.batches_per_epoch = batch_size, eval_batch_size, batches_per_epoch
-        self.split, self.declared_vocab = tuple(split), vocab_size
-        if max_len is not None and max_len < block_size:
-            raise DataError(f"data.max_len={max_len} (the longest input models are built for) is shorter than "
-                            f"data.block_size={block_size}; raise max_len or lower block_size")
-        self.max_len = max_len or block_size
+        self.split = tuple(split)
         self.tokenizer: CharTokenizer | None = None
 
     def prepare_data(self) -> None:
@@ -107,12 +101,17 @@ class CharLMDataModule(TextDataModule):
         n_train = int(len(text) * self.split[0])
         n_val = int(len(text) * self.split[1])
         self.tokenizer = CharTokenizer.fit(text[:n_train])  # every character of the text occurs in the first 90%
-        self.vocab_size = check_vocab(self.dataset, self.tokenizer.get_vocab_size(), self.declared_vocab)
+        self.vocab_size = self.tokenizer.get_vocab_size()
         self.train_ids = self.tokenizer.encode_text(text[:n_train])
         self.val_ids = self.tokenizer.encode_text(text[n_train : n_train + n_val])
         self.test_ids = self.tokenizer.encode_text(text[n_train + n_val :])
         self.val_set = _blocks(self.val_ids, self.block_size)
         self.test_set = _blocks(self.test_ids, self.block_size)
+
+    def facts(self) -> dict[str, Any]:
+        """The characters seen in training (the vocabulary) and the window length (reads the text)."""
+        self.setup("fit")
+        return {"vocab_size": self.vocab_size, "max_len": self.block_size}
 
     def encode(self, text: str) -> torch.Tensor:
         return self.tokenizer.encode_text(text)

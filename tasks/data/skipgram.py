@@ -15,7 +15,6 @@ from tasks.data.fetch import ensure_files, read_text
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import CLASSIFICATION_FILES, SHAKESPEARE, read_sst2
-from tasks.data.tokenize import check_vocab
 
 
 def _words(text: str) -> list[str]:
@@ -41,7 +40,6 @@ class SkipGramDataModule(TextDataModule):
         subsample: float = 1e-3,
         batch_size: int = 1024,
         eval_batch_size: int = 4096,
-        vocab_size: int | None = None,
         split_seed: int = 0,
         seed: int = 0,
         download: bool = True,
@@ -53,7 +51,7 @@ class SkipGramDataModule(TextDataModule):
             raise DataError(f"data.source={source!r}; choose 'tiny_shakespeare' or 'sst2'")
         self.source, self.window, self.min_count, self.negatives = source, window, min_count, negatives
         self.subsample, self.split_seed = subsample, split_seed
-        self.batch_size, self.eval_batch_size, self.declared_vocab = batch_size, eval_batch_size, vocab_size
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.itos: list[str] | None = None
 
     def _text(self) -> str:
@@ -74,6 +72,11 @@ class SkipGramDataModule(TextDataModule):
             contexts += [ids[off:], ids[:-off]]
         return torch.cat(centers), torch.cat(contexts)
 
+    def facts(self) -> dict[str, Any]:
+        """The vocabulary: words seen at least ``min_count`` times in training (reads the text)."""
+        self.setup("fit")
+        return {"vocab_size": self.vocab_size}
+
     def setup(self, stage: str | None = None) -> None:
         if self.itos is not None:
             return
@@ -84,7 +87,7 @@ class SkipGramDataModule(TextDataModule):
         counts = Counter(parts["train"])
         self.itos = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= self.min_count]
         self.stoi = {w: i for i, w in enumerate(self.itos)}
-        self.vocab_size = check_vocab(f"word2vec/{self.source}", len(self.itos), self.declared_vocab)
+        self.vocab_size = len(self.itos)
         freq = torch.tensor([counts[w] for w in self.itos], dtype=torch.float64)
         self.noise = (freq**0.75 / (freq**0.75).sum()).float()  # unigram^0.75 noise distribution
         g = torch.Generator().manual_seed(self.split_seed)

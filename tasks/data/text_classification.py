@@ -15,7 +15,7 @@ from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule, trim_padding
 from tasks.data.text_sources import CLASSIFICATION_FILES, NUM_CLASSES, READERS
-from tasks.data.tokenize import check_vocab, encode_padded, train_tokenizer
+from tasks.data.tokenize import PAD_ID, encode_padded, train_tokenizer
 
 
 class TextClassificationDataModule(TextDataModule):
@@ -36,10 +36,8 @@ class TextClassificationDataModule(TextDataModule):
         seed: int = 0,
         max_len: int = 64,
         tokenizer: str = "wordpiece",
-        vocab_size: int = 8000,
+        tokenizer_vocab_size: int = 8000,
         lowercase: bool = True,
-        pad_id: int = 0,
-        num_classes: int | None = None,
         cache_dir: str | None = None,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -49,16 +47,11 @@ class TextClassificationDataModule(TextDataModule):
         if dataset not in CLASSIFICATION_FILES:
             raise DataError(f"unknown text classification dataset {dataset!r}; choose one of "
                             f"{', '.join(CLASSIFICATION_FILES)}")
-        if num_classes is not None and num_classes != NUM_CLASSES[dataset]:
-            raise DataError(f"data.num_classes={num_classes} but {dataset} has {NUM_CLASSES[dataset]} classes; "
-                            "remove the override of data.num_classes")
-        if pad_id != 0:
-            raise DataError(f"data.pad_id={pad_id}: trained tokenizers put <pad> at id 0; set data.pad_id=0")
         self.dataset, self.num_classes = dataset, NUM_CLASSES[dataset]
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.max_len = val_size, split_seed, max_len
-        self.tokenizer_kind, self.declared_vocab, self.lowercase = tokenizer, vocab_size, lowercase
-        self.pad_id, self.cache_dir = pad_id, cache_dir
+        self.tokenizer_kind, self.tokenizer_vocab_size, self.lowercase = tokenizer, tokenizer_vocab_size, lowercase
+        self.pad_id, self.cache_dir = PAD_ID, cache_dir
         self.tokenizer = None
 
     def _files(self) -> dict[str, Remote]:
@@ -87,9 +80,9 @@ class TextClassificationDataModule(TextDataModule):
         val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
         train_texts = [texts[i] for i in train_idx]
         self.tokenizer = train_tokenizer(train_texts, name=self.dataset, algorithm=self.tokenizer_kind,
-                                         vocab_size=self.declared_vocab, lowercase=self.lowercase,
+                                         vocab_size=self.tokenizer_vocab_size, lowercase=self.lowercase,
                                          cache_dir=self.cache_dir)
-        self.vocab_size = check_vocab(self.dataset, self.tokenizer.get_vocab_size(), self.declared_vocab)
+        self.vocab_size = self.tokenizer.get_vocab_size()
 
         def encode(ts: Sequence[str], ys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
             ids, _ = encode_padded(self.tokenizer, ts, max_len=self.max_len, pad_id=self.pad_id)
@@ -98,6 +91,12 @@ class TextClassificationDataModule(TextDataModule):
         self.train_set = encode(train_texts, [labels[i] for i in train_idx])
         self.val_set = encode([texts[i] for i in val_idx], [labels[i] for i in val_idx])
         self.test_set = encode(test_texts, test_labels)
+
+    def facts(self) -> dict[str, Any]:
+        """The classes, and the vocabulary, padding id and length of the tokenised text (trains the tokenizer)."""
+        self.setup("fit")
+        return {"num_classes": self.num_classes, "vocab_size": self.vocab_size, "pad_id": self.pad_id,
+                "max_len": self.max_len}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         ids, y = batch

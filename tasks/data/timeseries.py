@@ -58,9 +58,6 @@ class ForecastingDataModule(L.LightningDataModule):
         features: str = "M",
         batch_size: int = 32,
         eval_batch_size: int = 512,
-        in_features: int | None = None,
-        out_features: int | None = None,
-        max_len: int | None = None,
         seed: int = 0,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -75,18 +72,15 @@ class ForecastingDataModule(L.LightningDataModule):
         self.seq_len, self.horizon, self.features = seq_len, horizon, features
         self.in_features = 1 if features == "S" else len(ETT_COLUMNS)
         self.out_features = len(ETT_COLUMNS) if features == "M" else 1
-        for key, given in (("in_features", in_features), ("out_features", out_features)):
-            if given is not None and given != getattr(self, key):
-                raise DataError(f"data.{key}={given} but features={features!r} gives {key}={getattr(self, key)}; "
-                                f"remove the override of data.{key}")
-        if max_len is not None and max_len < seq_len:
-            raise DataError(f"data.max_len={max_len} (the longest input models are built for) is shorter than "
-                            f"data.seq_len={seq_len}; raise max_len")
-        self.max_len = max_len or seq_len
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.download, self.manifest = download, manifest
         self.meta = dict(meta or {})
         self.series: torch.Tensor | None = None
+
+    def facts(self) -> dict[str, Any]:
+        """Input and output features per step (from ``features``), the input window and the horizon."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "seq_len": self.seq_len,
+                "horizon": self.horizon, "max_len": self.seq_len}
 
     def prepare_data(self) -> None:
         ensure_files(self.dataset, self.root, [ETTH1], download=self.download, manifest=self.manifest)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every trained tokenizer
+PAD_ID, BOS_ID, EOS_ID = 0, 2, 3
 DEFAULT_CACHE = "~/.cache/dnn-zoo"
 
 
@@ -109,16 +110,6 @@ def train_tokenizer(
     tmp.replace(path)  # atomic: a concurrent reader never sees half a file
     log.info("trained tokenizer %s (%d tokens) -> %s", name, tok.get_vocab_size(), path)
     return tok
-
-
-def check_vocab(dataset: str, real: int, declared: int | None) -> int:
-    """The declared ``data.vocab_size`` (what models size their embeddings by) must hold every real id."""
-    if declared is None:
-        return real
-    if real > declared:
-        raise DataError(f"{dataset}: the tokenizer has {real} tokens but data.vocab_size={declared}; "
-                        f"set data.vocab_size={real} (or larger), or train a smaller tokenizer")
-    return declared
 
 
 def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: bool = False,

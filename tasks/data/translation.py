@@ -16,7 +16,7 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader
 from tasks.data.text_base import TextDataModule, trim_padding
 from tasks.data.text_sources import MULTI30K_SPLITS, multi30k_file
-from tasks.data.tokenize import check_vocab, encode_padded, train_tokenizer
+from tasks.data.tokenize import BOS_ID, EOS_ID, PAD_ID, encode_padded, train_tokenizer
 
 
 class TranslationDataModule(TextDataModule):
@@ -35,15 +35,12 @@ class TranslationDataModule(TextDataModule):
         src_lang: str = "de",
         tgt_lang: str = "en",
         tokenizer: str = "bpe",
-        vocab_size: int = 8000,
+        tokenizer_vocab_size: int = 8000,
         lowercase: bool = False,
         max_len: int = 64,
         batch_size: int = 128,
         eval_batch_size: int = 256,
         bucket_batches: int = 50,
-        pad_id: int = 0,
-        bos_id: int = 2,
-        eos_id: int = 3,
         seed: int = 0,
         cache_dir: str | None = None,
         download: bool = True,
@@ -55,14 +52,11 @@ class TranslationDataModule(TextDataModule):
             raise DataError(f"unknown translation dataset {dataset!r}; choose 'multi30k'")
         if {src_lang, tgt_lang} != {"de", "en"}:
             raise DataError(f"Multi30k task 1 has 'de' and 'en'; got src_lang={src_lang!r}, tgt_lang={tgt_lang!r}")
-        if (pad_id, bos_id, eos_id) != (0, 2, 3):
-            raise DataError("trained tokenizers use <pad>=0, <bos>=2, <eos>=3; set data.pad_id=0, "
-                            "data.bos_id=2, data.eos_id=3")
         self.dataset, self.src_lang, self.tgt_lang = dataset, src_lang, tgt_lang
-        self.tokenizer_kind, self.declared_vocab, self.lowercase = tokenizer, vocab_size, lowercase
+        self.tokenizer_kind, self.tokenizer_vocab_size, self.lowercase = tokenizer, tokenizer_vocab_size, lowercase
         self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
         self.bucket_batches = bucket_batches
-        self.pad_id, self.bos_id, self.eos_id, self.cache_dir = pad_id, bos_id, eos_id, cache_dir
+        self.pad_id, self.bos_id, self.eos_id, self.cache_dir = PAD_ID, BOS_ID, EOS_ID, cache_dir
         self.tokenizer = None
         self._refs: dict[str, list[str]] = {}
 
@@ -75,6 +69,12 @@ class TranslationDataModule(TextDataModule):
     def _lines(self, split: str, lang: str) -> list[str]:
         return read_text(self.root, f"multi30k/{MULTI30K_SPLITS[split]}.{lang}").rstrip("\n").split("\n")
 
+    def facts(self) -> dict[str, Any]:
+        """The joint vocabulary of both languages, the padding id and the length limit (trains the tokenizer)."""
+        self.setup("fit")
+        return {"src_vocab_size": self.vocab_size, "tgt_vocab_size": self.vocab_size, "pad_id": self.pad_id,
+                "max_len": self.max_len}
+
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is not None:
             return
@@ -84,9 +84,9 @@ class TranslationDataModule(TextDataModule):
             if len(src) != len(tgt):
                 raise DataError(f"multi30k {s}: {len(src)} {self.src_lang} lines but {len(tgt)} {self.tgt_lang} lines")
         self.tokenizer = train_tokenizer(data["train"][0] + data["train"][1], name="multi30k_de_en",
-                                         algorithm=self.tokenizer_kind, vocab_size=self.declared_vocab,
+                                         algorithm=self.tokenizer_kind, vocab_size=self.tokenizer_vocab_size,
                                          lowercase=self.lowercase, cache_dir=self.cache_dir)
-        self.vocab_size = check_vocab(self.dataset, self.tokenizer.get_vocab_size(), self.declared_vocab)
+        self.vocab_size = self.tokenizer.get_vocab_size()
         sets = {}
         for s, (src, tgt) in data.items():
             src_ids, src_len = encode_padded(self.tokenizer, src, max_len=self.max_len, pad_id=self.pad_id, eos=True)

@@ -116,8 +116,7 @@ class VisionDataModule(L.LightningDataModule):
     """MNIST, Fashion-MNIST, CIFAR-10/100 as in-memory tensors with batched normalisation and augmentation.
 
     A validation split of ``val_size`` images is carved from the training set with ``split_seed``.
-    ``num_classes``/``in_chans``/``img_size`` are facts about the dataset that model configs
-    interpolate; given here, they are checked against the dataset. ``augment``: null, ``flip``,
+    :meth:`facts` states ``num_classes``/``in_chans``/``img_size``, which the model is built with. ``augment``: null, ``flip``,
     ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip), ``randaugment`` (RandAugment with ``randaugment_ops``
     ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip) or ``flip_translate``
     (airbench's: reflect-padded shifts of up to 2 pixels, each image mirrored on alternate epochs).
@@ -139,19 +138,12 @@ class VisionDataModule(L.LightningDataModule):
         normalize: bool = True,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
-        num_classes: int | None = None,
-        in_chans: int | None = None,
-        img_size: int | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise DataError(f"unknown image dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         self.spec = spec = DATASETS[dataset]
-        for key, given in (("num_classes", num_classes), ("in_chans", in_chans), ("img_size", img_size)):
-            if given is not None and given != getattr(spec, key):
-                raise DataError(f"data.{key}={given} but {dataset} has {key}={getattr(spec, key)}; "
-                                f"remove the override of data.{key}")
         if augment not in AUGMENTS:
             raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip', "
                             "'randaugment' or 'flip_translate'")
@@ -167,6 +159,10 @@ class VisionDataModule(L.LightningDataModule):
         self.meta = dict(meta or {})
         self.num_classes, self.in_chans, self.img_size = spec.num_classes, spec.in_chans, spec.img_size
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def facts(self) -> dict[str, Any]:
+        """What the model is built with: the dataset's classes, channels and image side."""
+        return {"num_classes": self.num_classes, "in_chans": self.in_chans, "img_size": self.img_size}
 
     def _load(self, train: bool) -> Arrays:
         return load_arrays(self.dataset, str(self.root), train, self.download, self.manifest)

@@ -14,7 +14,7 @@ from tasks.frechet import FrechetScorer, load_feature_extractor
 from zoo.registry import ZooError
 
 
-class GenerativeTask(ZooTask):
+class GenerativeTask(ZooTask, abstract=True):
     """What the generative tasks share: pixels in [0, 1], image grids, the Fréchet distance."""
 
     any_image_data = True  # the images only: any image dataset serves a generative task

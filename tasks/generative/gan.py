@@ -28,6 +28,8 @@ class GANTask(GenerativeTask):
     ``global_step`` counts optimizer steps: two per batch.
     """
 
+    kinds = ("generate",)
+    families = ("gan",)
     monitor = ("val/fd", "min")
 
     def __init__(

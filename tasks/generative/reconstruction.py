@@ -20,6 +20,8 @@ class ReconstructionTask(GenerativeTask):
     corruption is seeded per batch, so every epoch sees the same noisy validation and test sets.
     """
 
+    kinds = ("reconstruct", "denoise")
+    families = ("autoencoder",)
     monitor = ("val/mse", "min")
 
     def __init__(

@@ -36,6 +36,8 @@ class VAETask(GenerativeTask):
     buffer, reconstructions under their inputs, latent interpolations between validation images.
     """
 
+    kinds = ("generate", "reconstruct")
+    families = ("vae",)
     monitor = ("val/nelbo", "min")
 
     def __init__(
