@@ -8,13 +8,13 @@ set ``HYDRA_FULL_ERROR=1`` for the full traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from tasks.cli_checks import check_overrides, expand_resume, report_user_error
+from tasks.config import CONF_DIR
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
@@ -27,5 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = expand_resume(sys.argv[1:])  # resume=RUN_DIR: continue a killed run in its own folder
-    check_overrides(sys.argv[1:], os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"))
+    check_overrides(sys.argv[1:], str(CONF_DIR))
     main()

@@ -20,7 +20,7 @@ class ZooTask(L.LightningModule):
     ``model`` is ``{"name": registry name, **builder kwargs}``; it is saved as a hyperparameter so
     a checkpoint rebuilds the model without Hydra (``zoo.load_model`` or ``Task.load_from_checkpoint``).
     Subclasses define the loss and metrics. ``channels_last="auto"`` uses the channels-last memory
-    format for models with 2-D convolutions (1.25-1.7x faster on CPU, PERFORMANCE.md).
+    format for models with 2-D convolutions (1.25-1.7x faster on CPU, benchmarks/README.md).
     """
 
     # -- what the task declares; the pairing check, the model-implied task, the checkpoint monitor and the

@@ -23,7 +23,7 @@ def data_dir() -> Path:
     """The real data root. Tests that need data fail (never skip) when it is missing: CI must run them."""
     root = os.environ.get("ZOO_DATA_DIR")
     if not root or not Path(root).is_dir():
-        pytest.fail("set ZOO_DATA_DIR to the data root (e.g. ../shared/data); real-data tests never skip")
+        pytest.fail("set ZOO_DATA_DIR to the data root (README: Data); real-data tests never skip")
     return Path(root)
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from zoo.registry import MODALITIES, ZooError, create_model, list_models, model_info
+from zoo.registry import ZooError, create_model, list_models, model_info
 from zoo.report import write_report
 from zoo.select import GOALS, as_arguments, mermaid, routes_to, select
+from zoo.vocab import DEFAULT_TASK, MODALITIES, TASK_ALIASES, TASKS
 
 
 def count_params_fast(name: str) -> int:
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", nargs="?", default="*", help="wildcards, e.g. 'resnet*'")
     s.add_argument("--family")
     s.add_argument("--modality", choices=MODALITIES)
-    s.add_argument("--task", help="classify, regress, lm, seq2seq, forecast, embed, reconstruct, denoise, generate")
+    s.add_argument("--task", choices=TASKS, help=", ".join(TASKS))
     s.add_argument("--markdown", action="store_true", help="a Markdown table (the README's Models table)")
     s.set_defaults(fn=cmd_list)
 
@@ -151,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("select", help="walk the selection decision tree",
                        description="Walk the selection decision tree (README: 'Choosing a model').")
     s.add_argument("--modality", choices=MODALITIES)
-    s.add_argument("--task", help="classify (default), lm, seq2seq/translate, forecast, embed, generate, "
-                   "reconstruct, denoise")
+    s.add_argument("--task", help=f"{', '.join(TASKS)} or {', '.join(TASK_ALIASES)} (default: "
+                   + ", ".join(f"{m}: {t}" for m, t in DEFAULT_TASK.items()) + ")")
     for key, (default, what) in GOALS.items():
         s.add_argument(f"--{key}", default=default, help=f"{what} (default {default})")
     s.add_argument("--img-size", type=int, help="pixels a side; above 64 the ImageNet ResNet")

@@ -3,7 +3,7 @@
 The tree is one table, :data:`TREE`. :func:`select` walks it, :func:`mermaid` draws it (the README's
 diagram is this function's output, checked by a test) and :func:`routes_to` finds the branches that
 lead to a model, so the code, the diagram and ``zoo info`` cannot disagree. It follows the study
-notes' tree (``SEEDS.md``): image -> CNN/ViT (high accuracy -> ResNet, else the lightweight CNN),
+notes' tree: image -> CNN/ViT (high accuracy -> ResNet, else the lightweight CNN),
 text/speech -> Transformer, time series -> LSTM/Transformer, generation -> GAN (VAE/diffusion when asked),
 extended with the task a text model must do and with tabular data (an MLP).
 

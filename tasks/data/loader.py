@@ -1,6 +1,6 @@
 """A whole-batch loader over in-memory tensors.
 
-Per-sample collation costs 1-2 ms a step on this machine (PERFORMANCE.md); slicing a permutation of
+Per-sample collation costs 1-2 ms a step on this machine (benchmarks/README.md); slicing a permutation of
 tensors that already sit in memory costs microseconds. The loader is stateful, so Lightning saves
 its position in checkpoints and a resumed run continues with the very batches it would have seen.
 """

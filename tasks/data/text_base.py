@@ -1,6 +1,6 @@
 """The base of the text DataModules: padded id tensors in memory, sliced by a whole-batch loader.
 
-Every batch is sliced from in-memory tensors by a whole-batch loader (PERFORMANCE.md) and trimmed to
+Every batch is sliced from in-memory tensors by a whole-batch loader (benchmarks/README.md) and trimmed to
 the longest sequence of the batch after it reaches the device, so short sentences cost little.
 """
 
