@@ -3,7 +3,7 @@
 Each comes in two kinds over the same interface: ``kind="mlp"`` (fully connected, over flattened pixels)
 and ``kind="conv"`` (two stride-2 convolutions down to side/4, mirrored by transposed convolutions).
 Images are expected in [0, 1]; reconstructions are sigmoid pixels (the VAE returns Bernoulli logits).
-Losses live in ``tasks/generative.py``.
+Losses live in ``tasks/generative/``.
 """
 
 from __future__ import annotations

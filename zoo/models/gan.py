@@ -4,7 +4,7 @@
 images to one real-vs-fake logit each. ``forward(z)`` runs both (the generated images and the
 discriminator's verdict on them), which is the generator's half of a training step and lets the
 registry-wide tests and exporters see every parameter. The adversarial losses live in
-``tasks/generative.py``.
+``tasks/generative/``.
 """
 
 from __future__ import annotations
