@@ -1,7 +1,7 @@
 """Shared building blocks; every model imports these instead of redefining them."""
 
 from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
-from zoo.layers.attention import AdditiveAttention, AttentionOutput, MultiHeadAttention, causal_mask
+from zoo.layers.attention import AdditiveAttention, AttentionOutput, KVCache, MultiHeadAttention, causal_mask
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.deconv import ConvTransposeNormAct
 from zoo.layers.embedding import TokenEmbedding
@@ -16,7 +16,13 @@ from zoo.layers.position import (
     create_rope,
 )
 from zoo.layers.residual import BasicBlock, Bottleneck
-from zoo.layers.transformer import DecoderLayer, EncoderLayer, TransformerDecoder, TransformerEncoder
+from zoo.layers.transformer import (
+    DecoderCache,
+    DecoderLayer,
+    EncoderLayer,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 from zoo.layers.whitening import PatchWhitening
 
 __all__ = [
@@ -29,10 +35,12 @@ __all__ = [
     "Bottleneck",
     "ConvNormAct",
     "ConvTransposeNormAct",
+    "DecoderCache",
     "DecoderLayer",
     "DepthwiseSeparableConv",
     "EncoderLayer",
     "FeedForward",
+    "KVCache",
     "LearnedPositionalEmbedding",
     "LinearNormAct",
     "MultiHeadAttention",

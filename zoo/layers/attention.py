@@ -3,6 +3,11 @@
 Masks follow ``torch.nn.MultiheadAttention``: ``True`` means *blocked*. ``key_padding_mask`` is (B, S)
 with ``True`` at padding; ``attn_mask`` is (T, S) or (B, T, S), boolean (``True`` = blocked) or additive
 float. ``is_causal`` blocks every key after its query, so step t never sees t+1, t+2, ...
+
+Incremental decoding keeps a :class:`KVCache` per attention layer: self-attention appends each new
+step's keys and values and attends over all of them (the newest queries are the last positions, so a
+causal mask aligns to the bottom right), cross-attention projects the encoder memory once and reuses it.
+Generating n tokens then costs O(n) projections instead of the O(n^2) of re-feeding the whole prefix.
 """
 
 from __future__ import annotations
@@ -55,6 +60,69 @@ def merge_masks(
     return allowed
 
 
+class KVCache:
+    """Keys and values that one attention layer has computed so far, (B, nh, S, hd) each: incremental
+    decoding (the "past key values" of GPT-2's implementation) so that a step does not recompute them.
+
+    The positions live in buffers that grow geometrically, so a step writes only its own keys and values
+    instead of copying the whole past (as ``torch.cat`` would). ``static`` marks a cross-attention cache:
+    it is filled once from the encoder memory, which is the same for every beam of a source, so
+    :meth:`reorder` leaves it alone.
+    """
+
+    def __init__(self, *, static: bool = False) -> None:
+        self.static = static
+        self.length = 0
+        self._k: torch.Tensor | None = None  # (B, nh, capacity, hd)
+        self._v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        """The positions held."""
+        return self.length
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, : self.length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, : self.length]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions' (B, nh, T, hd) keys and values; returns all of them, (B, nh, S + T, hd)."""
+        end = self.length + k.shape[2]
+        if self._k is None or end > self._k.shape[2]:
+            capacity = end if self.static else max(16, end, 2 * (0 if self._k is None else self._k.shape[2]))
+            self._k, self._v = self._grown(self._k, k, capacity), self._grown(self._v, v, capacity)
+        self._k[:, :, self.length : end] = k
+        self._v[:, :, self.length : end] = v
+        self.length = end
+        return self.k, self.v
+
+    def _grown(self, old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+        b, nh, _, hd = new.shape
+        buf = new.new_empty(b, nh, capacity, hd)
+        if old is not None:
+            buf[:, :, : self.length] = old[:, :, : self.length]
+        return buf
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Rows of the hypotheses after a beam step: row i becomes old row ``index[i]`` (a static cache stays).
+        Only the rows that change are copied: most beams usually continue themselves."""
+        if self.static or self._k is None:
+            return
+        moved = (index != torch.arange(len(index), device=index.device)).nonzero().squeeze(1)
+        if len(moved):
+            src = index[moved]
+            self._k[moved, :, : self.length] = self._k[src, :, : self.length]  # gathers before it writes
+            self._v[moved, :, : self.length] = self._v[src, :, : self.length]
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index`` (B',), in that order, e.g. dropping sources that finished."""
+        if self._k is not None:
+            self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al. 2017) with its own Q/K/V/output projections.
 
@@ -95,18 +163,40 @@ class MultiHeadAttention(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         is_causal: bool = False,
         need_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> torch.Tensor | AttentionOutput:
-        """Self-attention over ``x`` (B, T, D), or cross-attention from ``x`` to ``memory`` (B, S, D)."""
+        """Self-attention over ``x`` (B, T, D), or cross-attention from ``x`` to ``memory`` (B, S, D).
+
+        With a ``cache`` self-attention treats ``x`` as the ``T`` positions after the ``len(cache)`` cached
+        ones (RoPE rotates them by that offset) and attends over all of them, and the masks cover all the
+        keys; cross-attention projects ``memory`` into an empty cache and afterwards reads the cache only.
+        """
         if memory is None:
             q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (B, T, 3D) -> 3 x (B, T, D)
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, T, D) -> (B, nh, T, hd)
+            if self.rope is not None:
+                offset = 0 if cache is None else len(cache)
+                q, k = self.rope(q, offset=offset), self.rope(k, offset=offset)
+            if cache is not None:
+                k, v = cache.append(k, v)  # (B, nh, len(cache) + T, hd)
         else:
+            if cache is not None and self.rope is not None:
+                raise ValueError("a key/value cache for cross-attention with RoPE is not supported: the memory "
+                                 "has no position relative to the decoder's; build the cross-attention "
+                                 "without rope")
             w, b = self.in_proj.weight, self.in_proj.bias
-            q = F.linear(x, w[: self.dim], None if b is None else b[: self.dim])
-            k, v = F.linear(memory, w[self.dim :], None if b is None else b[self.dim :]).chunk(2, dim=-1)
-        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, nh, T|S, hd)
-        if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
+            q = self._heads(F.linear(x, w[: self.dim], None if b is None else b[: self.dim]))  # (B, nh, T, hd)
+            if cache is not None and len(cache):
+                k, v = cache.k, cache.v  # the memory projected at the first step
+            else:
+                k, v = F.linear(memory, w[self.dim :], None if b is None else b[self.dim :]).chunk(2, dim=-1)
+                k, v = self._heads(k), self._heads(v)  # (B, S, D) -> (B, nh, S, hd)
+                if self.rope is not None:
+                    q, k = self.rope(q), self.rope(k)
+                if cache is not None:
+                    cache.append(k, v)
         t, s = q.shape[2], k.shape[2]
+        is_causal = is_causal and t > 1  # one query, the newest position, may see every key
         dropout_p = self.dropout if self.training else 0.0
 
         float_mask = attn_mask is not None and attn_mask.dtype != torch.bool
@@ -152,9 +242,16 @@ class AdditiveAttention(nn.Module):
         self.w_key = nn.Linear(key_dim, attn_dim)
         self.v = nn.Linear(attn_dim, 1, bias=False)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, *,
-                key_padding_mask: torch.Tensor | None = None) -> AttentionOutput:
-        scores = self.v(torch.tanh(self.w_query(query)[:, :, None] + self.w_key(keys)[:, None])).squeeze(-1)
+    def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """U h for (B, S, D_k) keys -> (B, S, A): computed once when the same keys serve many steps."""
+        return self.w_key(keys)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None,
+                projected_keys: torch.Tensor | None = None) -> AttentionOutput:
+        """Context (B, T, D_k) and weights (B, 1, T, S); ``projected_keys``: :meth:`project_keys` of ``keys``,
+        computed before (incremental decoding)."""
+        projected = self.w_key(keys) if projected_keys is None else projected_keys  # (B, S, A)
+        scores = self.v(torch.tanh(self.w_query(query)[:, :, None] + projected[:, None])).squeeze(-1)
         # (B, T, 1, A) + (B, 1, S, A) -> (B, T, S, A) -> (B, T, S)
         if key_padding_mask is not None:
             scores = scores.masked_fill(key_padding_mask[:, None, :], float("-inf"))

@@ -25,5 +25,6 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(dim) if scale else 1.0
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.pos(self.embed(tokens) * self.scale))  # (B, T) -> (B, T, D)
+    def forward(self, tokens: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D); ``offset`` is the position of the first token (incremental decoding)."""
+        return self.drop(self.pos(self.embed(tokens) * self.scale, offset=offset))

@@ -83,6 +83,13 @@ class RotaryEmbedding(nn.Module):
         return x * cos + rotated * sin
 
 
+class NoPositionalEncoding(nn.Module):
+    """Adds nothing: for ``pos="rope"`` (positions act inside attention) and ``pos="none"``."""
+
+    def forward(self, x: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
+        return x
+
+
 def _check_len(t: int, offset: int, max_len: int) -> None:
     if offset + t > max_len:
         raise ValueError(f"sequence of {offset + t} positions but the model was built for max_len={max_len}; "
@@ -90,13 +97,14 @@ def _check_len(t: int, offset: int, max_len: int) -> None:
 
 
 def create_positional(kind: str, *, dim: int, max_len: int) -> nn.Module:
-    """The additive positional module for ``kind``; RoPE and "none" add nothing (RoPE acts in attention)."""
+    """The additive positional module for ``kind``, called as ``pos(x, offset=0)`` (``offset``: the position of
+    ``x``'s first step, for incremental decoding); RoPE and "none" add nothing (RoPE acts in attention)."""
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(dim, max_len)
     if kind == "learned":
         return LearnedPositionalEmbedding(dim, max_len)
     if kind in ("rope", "none"):
-        return nn.Identity()
+        return NoPositionalEncoding()
     raise ValueError(f"unknown positional encoding {kind!r}; choose one of {', '.join(POSITIONS)}")
 
 

@@ -4,7 +4,8 @@ Post-norm, as in the 2017 paper: ``x = LayerNorm(x + Sublayer(x))``. Pre-norm (`
 Xiong et al. 2020; GPT-2, ViT): ``x = x + Sublayer(LayerNorm(x))``, which trains stably without a long
 warmup; a pre-norm stack ends with one more LayerNorm. Encoder-only models (BERT-style classifiers,
 ViT) stack :class:`EncoderLayer`; decoder-only models (GPT) stack it with ``is_causal=True``; the
-encoder-decoder adds :class:`DecoderLayer` with cross-attention.
+encoder-decoder adds :class:`DecoderLayer` with cross-attention. Both stacks decode incrementally with
+a :class:`DecoderCache` (``new_cache()``): each call then feeds only the new positions.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from zoo.layers.attention import MultiHeadAttention
+from zoo.layers.attention import KVCache, MultiHeadAttention
 from zoo.layers.mlp import FeedForward
 from zoo.layers.position import RotaryEmbedding
 
@@ -32,6 +33,32 @@ class _Residual(nn.Module):
         if self.norm_first:
             return x + self.drop_path(self.drop(sublayer(self.norm(x))))
         return self.norm(x + self.drop_path(self.drop(sublayer(x))))
+
+
+class DecoderCache:
+    """The key/value caches of a decoder stack, one :class:`~zoo.layers.attention.KVCache` per attention layer:
+    ``self_attn[i]`` grows by the new positions at every call, ``cross_attn[i]`` (encoder-decoder only)
+    holds layer i's projected encoder memory from the first call on.
+
+    :meth:`reorder` follows a beam step (only self-attention moves: every beam of a source reads the same
+    memory); :meth:`select` keeps some batch rows of everything (dropping sources that finished).
+    """
+
+    def __init__(self, depth: int, *, cross: bool) -> None:
+        self.self_attn = [KVCache() for _ in range(depth)]
+        self.cross_attn = [KVCache(static=True) for _ in range(depth)] if cross else []
+
+    def __len__(self) -> int:
+        """The positions fed so far: the offset of the next one."""
+        return len(self.self_attn[0]) if self.self_attn else 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        for c in self.self_attn:
+            c.reorder(index)
+
+    def select(self, index: torch.Tensor) -> None:
+        for c in self.self_attn + self.cross_attn:
+            c.select(index)
 
 
 class EncoderLayer(nn.Module):
@@ -63,9 +90,10 @@ class EncoderLayer(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         x = self.res_attn(x, lambda h: self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
-                                                 is_causal=is_causal))
+                                                 is_causal=is_causal, cache=cache))
         return self.res_ffn(x, self.ffn)
 
 
@@ -100,9 +128,13 @@ class DecoderLayer(nn.Module):
         *,
         tgt_padding_mask: torch.Tensor | None = None,
         memory_padding_mask: torch.Tensor | None = None,
+        self_cache: KVCache | None = None,
+        cross_cache: KVCache | None = None,
     ) -> torch.Tensor:
-        x = self.res_self(x, lambda h: self.self_attn(h, key_padding_mask=tgt_padding_mask, is_causal=True))
-        x = self.res_cross(x, lambda h: self.cross_attn(h, memory, key_padding_mask=memory_padding_mask))
+        x = self.res_self(x, lambda h: self.self_attn(h, key_padding_mask=tgt_padding_mask, is_causal=True,
+                                                      cache=self_cache))
+        x = self.res_cross(x, lambda h: self.cross_attn(h, memory, key_padding_mask=memory_padding_mask,
+                                                        cache=cross_cache))
         return self.res_ffn(x, self.ffn)
 
 
@@ -142,10 +174,18 @@ class TransformerEncoder(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask, is_causal=is_causal)
+        """(B, T, D) -> (B, T, D). With a ``cache`` (a causal stack generating) ``x`` holds the positions after
+        the cached ones, and the masks cover all keys."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask, is_causal=is_causal,
+                      cache=None if cache is None else cache.self_attn[i])
         return self.norm(x)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty cache for incremental decoding with a causal stack (GPT)."""
+        return DecoderCache(len(self.layers), cross=False)
 
 
 class TransformerDecoder(nn.Module):
@@ -179,7 +219,16 @@ class TransformerDecoder(nn.Module):
         *,
         tgt_padding_mask: torch.Tensor | None = None,
         memory_padding_mask: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, memory, tgt_padding_mask=tgt_padding_mask, memory_padding_mask=memory_padding_mask)
+        """(B, T, D) targets attending to (B, S, D) memory -> (B, T, D). With a ``cache``, ``x`` holds the
+        positions after the cached ones, and ``memory`` is projected at the first call only."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, tgt_padding_mask=tgt_padding_mask, memory_padding_mask=memory_padding_mask,
+                      self_cache=None if cache is None else cache.self_attn[i],
+                      cross_cache=None if cache is None else cache.cross_attn[i])
         return self.norm(x)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty cache for incremental decoding."""
+        return DecoderCache(len(self.layers), cross=True)

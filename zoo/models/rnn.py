@@ -30,6 +30,36 @@ from zoo.registry import register_model
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLS = ("last", "mean", "max")
+RNNState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for an LSTM; each (layers, B, H)
+
+
+class RecurrentCache:
+    """What a recurrent decoder carries from one step to the next (incremental decoding): its ``state``,
+    and, with attention, the encoder states' projection ``keys`` (B, S, A), computed once.
+
+    :meth:`reorder` follows a beam step (the keys are the same for every beam of a source);
+    :meth:`select` keeps some batch rows of everything (dropping sources that finished).
+    """
+
+    def __init__(self) -> None:
+        self.state: RNNState | None = None
+        self.keys: torch.Tensor | None = None
+        self.length = 0
+
+    def __len__(self) -> int:
+        """The positions fed so far."""
+        return self.length
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if isinstance(self.state, tuple):
+            self.state = tuple(s.index_select(1, index) for s in self.state)  # (layers, B, H): batch is dim 1
+        elif self.state is not None:
+            self.state = self.state.index_select(1, index)
+
+    def select(self, index: torch.Tensor) -> None:
+        self.reorder(index)
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, index)
 
 
 class RecurrentCore(nn.Module):
@@ -61,6 +91,13 @@ class RecurrentCore(nn.Module):
         b = x.shape[0]
         last = h.view(-1, self.num_directions, b, h.shape[-1])[-1]  # (layers*dirs, B, H) -> (dirs, B, H)
         return out, last.transpose(0, 1).reshape(b, -1)  # (B, dirs*H)
+
+    def step(self, x: torch.Tensor, state: RNNState | None) -> tuple[torch.Tensor, RNNState]:
+        """Continue a unidirectional core from ``state`` (None: zeros) over (B, T, input_size): outputs
+        (B, T, H) and the new state, to carry into the next call (incremental decoding)."""
+        if self.num_directions != 1:
+            raise ValueError("a bidirectional core reads the whole sequence; it cannot continue step by step")
+        return self.rnn(x, state)
 
 
 class RNNClassifier(nn.Module):
@@ -109,8 +146,18 @@ class RNNLanguageModel(nn.Module):
         if tie_weights:
             self.head.weight = self.embed.weight
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out, _ = self.core(self.drop(self.embed(tokens)))  # (B, T, H)
+    def new_cache(self) -> RecurrentCache:
+        """An empty cache for incremental generation (:func:`zoo.decoding.sample`)."""
+        return RecurrentCache()
+
+    def forward(self, tokens: torch.Tensor, *, cache: RecurrentCache | None = None) -> torch.Tensor:
+        """Next-token logits (B, T, V); with a ``cache`` the recurrence continues from the state it carries."""
+        x = self.drop(self.embed(tokens))
+        if cache is None:
+            out, _ = self.core(x)  # (B, T, H)
+        else:
+            out, cache.state = self.core.step(x, cache.state)
+            cache.length += tokens.shape[1]
         return self.head(self.proj(self.drop(out)))  # (B, T, V)
 
 
@@ -157,7 +204,7 @@ class Seq2SeqRNN(nn.Module):
     With ``attention`` each decoder output attends over all encoder states (additive scores), and the
     context joins the output before the vocabulary projection (Luong et al. 2015's placement, so all
     target steps run in parallel under teacher forcing). Implements the ``encode``/``decode``
-    protocol of :mod:`zoo.decoding`.
+    protocol of :mod:`zoo.decoding`; generating, the decoder carries its state (:meth:`new_cache`).
     """
 
     def __init__(self, *, cell: str, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, embed_dim: int,
@@ -183,14 +230,32 @@ class Seq2SeqRNN(nn.Module):
         init = torch.tanh(self.bridge(last)).view(-1, self.num_layers, self.hidden_size)  # (B, layers, H)
         return EncoderMemory(outputs, init)
 
-    def decode(self, tgt: torch.Tensor, memory: EncoderMemory,
-               src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for every prefix of ``tgt`` (B, T) (which starts with <bos>)."""
-        h0 = memory.init.transpose(0, 1).contiguous()  # (B, layers, H) -> (layers, B, H)
-        state = (h0, torch.zeros_like(h0)) if self.is_lstm else h0
-        out, _ = self.decoder(self.drop(self.tgt_embed(tgt)), state)  # (B, T, H)
+    def new_cache(self) -> RecurrentCache:
+        """An empty cache for incremental :meth:`decode`: the decoder's state is carried, not re-run."""
+        return RecurrentCache()
+
+    def decode(self, tgt: torch.Tensor, memory: EncoderMemory, src_padding_mask: torch.Tensor | None = None, *,
+               cache: RecurrentCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for every prefix of ``tgt`` (B, T) (which starts with <bos>).
+
+        With a ``cache`` (from :meth:`new_cache`) ``tgt`` holds only the tokens after those fed before: the
+        decoder continues from the state the cache carries, and the attention keys are projected once.
+        """
+        if cache is None or cache.state is None:
+            h0 = memory.init.transpose(0, 1).contiguous()  # (B, layers, H) -> (layers, B, H)
+            state = (h0, torch.zeros_like(h0)) if self.is_lstm else h0
+        else:
+            state = cache.state
+        out, state = self.decoder(self.drop(self.tgt_embed(tgt)), state)  # (B, T, H)
+        keys = None
+        if cache is not None:
+            cache.state, cache.length = state, cache.length + tgt.shape[1]
+            if self.attn is not None and cache.keys is None:
+                cache.keys = self.attn.project_keys(memory.outputs)  # (B, S, H)
+            keys = cache.keys
         if self.attn is not None:
-            context = self.attn(out, memory.outputs, key_padding_mask=src_padding_mask).out  # (B, T, 2H)
+            context = self.attn(out, memory.outputs, key_padding_mask=src_padding_mask,
+                                projected_keys=keys).out  # (B, T, 2H)
             out = torch.tanh(self.combine(torch.cat([out, context], dim=-1)))
         return self.head(self.drop(out))
 

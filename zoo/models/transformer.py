@@ -15,7 +15,14 @@ import math
 import torch
 from torch import nn
 
-from zoo.layers import TokenEmbedding, TransformerDecoder, TransformerEncoder, create_positional, create_rope
+from zoo.layers import (
+    DecoderCache,
+    TokenEmbedding,
+    TransformerDecoder,
+    TransformerEncoder,
+    create_positional,
+    create_rope,
+)
 from zoo.layers.timeseries import PatchForecaster
 from zoo.registry import register_model
 
@@ -47,7 +54,8 @@ class Seq2SeqTransformer(nn.Module):
 
     With one joint vocabulary (``src_vocab_size == tgt_vocab_size``) the source embedding, target
     embedding and output projection share one matrix, as in the paper. Implements the
-    ``encode``/``decode`` protocol of :mod:`zoo.decoding`: generation re-feeds the whole output so far.
+    ``encode``/``decode`` protocol of :mod:`zoo.decoding`, with a key/value cache (:meth:`new_cache`) so that
+    generation feeds one new token per step instead of the whole output so far.
     """
 
     def __init__(self, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, max_len: int, dim: int,
@@ -71,10 +79,20 @@ class Seq2SeqTransformer(nn.Module):
     def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.src_embed(src), key_padding_mask=src_padding_mask)  # (B, S, D)
 
-    def decode(self, tgt: torch.Tensor, memory: torch.Tensor,
-               src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for every prefix of ``tgt`` (B, T); causal, so right padding never matters."""
-        h = self.decoder(self.tgt_embed(tgt), memory, memory_padding_mask=src_padding_mask)
+    def new_cache(self) -> DecoderCache:
+        """An empty key/value cache for incremental :meth:`decode`."""
+        return self.decoder.new_cache()
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_padding_mask: torch.Tensor | None = None, *,
+               cache: DecoderCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for every prefix of ``tgt`` (B, T); causal, so right padding never matters.
+
+        With a ``cache`` (from :meth:`new_cache`) ``tgt`` holds only the tokens after the ``len(cache)`` fed
+        before, at positions from there on; the cache keeps their keys and values and the projected memory.
+        """
+        offset = 0 if cache is None else len(cache)
+        h = self.decoder(self.tgt_embed(tgt, offset=offset), memory, memory_padding_mask=src_padding_mask,
+                         cache=cache)
         return self.head(h)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_padding_mask: torch.Tensor | None = None,
@@ -153,9 +171,16 @@ class GPT(nn.Module):
         _scale_residual_projections(self, depth)
         self.head.weight = self.embed.embed.weight  # weight tying (Press & Wolf 2017)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.embed(tokens), is_causal=True)  # (B, T, D); step t sees tokens <= t only
-        return self.head(h)  # (B, T, V)
+    def new_cache(self) -> DecoderCache:
+        """An empty key/value cache for incremental generation (:func:`zoo.decoding.sample`)."""
+        return self.blocks.new_cache()
+
+    def forward(self, tokens: torch.Tensor, *, cache: DecoderCache | None = None) -> torch.Tensor:
+        """Next-token logits (B, T, V) for ``tokens`` (B, T). With a ``cache``, ``tokens`` are the ones after the
+        ``len(cache)`` fed before (positions from there on), and the cache keeps their keys and values."""
+        offset = 0 if cache is None else len(cache)
+        h = self.blocks(self.embed(tokens, offset=offset), is_causal=True, cache=cache)  # step t sees <= t only
+        return self.head(h)  # (B, T, D) -> (B, T, V)
 
 
 def _seq2seq_example(batch: int) -> tuple[torch.Tensor, ...]:
