@@ -205,7 +205,7 @@ def _trainer(tmp_path, ema: EMA) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCh
 def test_ema_weights_are_the_ones_checkpointed_and_tested(tmp_path):
     torch.manual_seed(0)
     module, decay = _Regression(), 0.5
-    trainer, ckpt = _trainer(tmp_path, EMA(decay=decay))
+    trainer, ckpt = _trainer(tmp_path, EMA(decay=decay, short_warmup=False))
     trainer.fit(module, train_dataloaders=_loader())
     expected = module.trained[0]
     for w in module.trained[1:]:
@@ -220,10 +220,17 @@ def test_ema_weights_are_the_ones_checkpointed_and_tested(tmp_path):
     torch.testing.assert_close(module.tested[0], expected)  # the same trainer (as tasks/runner.py) tests the average
 
 
+def test_the_default_decay_is_capped_early_so_the_average_is_not_mostly_the_initial_weights():
+    ema = EMA(decay=0.999)
+    assert ema.decay_at(0, 1000) == pytest.approx(0.1) and ema.decay_at(90, 1000) == pytest.approx(0.91)
+    assert ema.decay_at(100_000, 200_000) == pytest.approx(0.999)
+    assert EMA(decay=0.999, short_warmup=False).decay_at(0, 1000) == 0.999
+
+
 def test_lookahead_continues_from_the_average_and_the_decay_warms_up(tmp_path):
     torch.manual_seed(0)
     module = _Regression()
-    ema = EMA(decay=0.9, update_every_n_steps=2, warmup_power=3.0, lookahead=True)
+    ema = EMA(decay=0.9, update_every_n_steps=2, warmup_power=3.0, lookahead=True, short_warmup=False)
     assert ema.decay_at(5, 10) == pytest.approx(0.9 * 0.5**3) and ema.decay_at(10, 10) == pytest.approx(0.9)
     trainer, _ = _trainer(tmp_path, ema)
     trainer.fit(module, train_dataloaders=_loader())
