@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
+if TYPE_CHECKING:
+    import lightning as L
 
 
 def write_artifact(trainer: L.Trainer | None, filename: str, title: str, text: str, *, echo: bool = True) -> None:

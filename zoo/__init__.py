@@ -2,10 +2,18 @@
 
 ``zoo`` imports neither Lightning nor Hydra: use the models in your own code with
 ``zoo.create_model(name, **kwargs)``.
+
+``import zoo`` does not import torch either: the registry and the decision tree are plain Python; torch,
+timm and the model families come with the first call that needs a model (``create_model``, ``list_models``,
+``select``, ...), and ``load_model``, ``save_model``, ``CheckpointError`` and the submodules (``zoo.export``,
+``zoo.report``, ...) on first access (PEP 562). ``benchmarks/startup.py`` measures it.
 """
 
-from zoo import export  # zoo.export.to_onnx / to_torch_export
-from zoo.checkpoint import CheckpointError, load_model, save_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from zoo.registry import (
     ModelInfo,
     UnknownModelError,
@@ -18,6 +26,10 @@ from zoo.registry import (
     register_model,
 )
 from zoo.select import select  # the function; the tree itself: from zoo.select import TREE
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from zoo import export
+    from zoo.checkpoint import CheckpointError, load_model, save_model
 
 __all__ = [
     "CheckpointError",
@@ -36,3 +48,23 @@ __all__ = [
     "select",
 ]
 __version__ = "0.1.0"
+
+# name -> the module that defines it; imported on first access (each of these imports torch)
+_LAZY_NAMES = {"CheckpointError": "zoo.checkpoint", "load_model": "zoo.checkpoint", "save_model": "zoo.checkpoint"}
+_SUBMODULES = frozenset({"checkpoint", "cli", "decoding", "export", "external", "io", "layers", "models", "plots",
+                         "report", "vocab"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"zoo.{name}")
+    else:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})

@@ -19,16 +19,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from zoo.registry import ZooError, create_model, list_models, model_info
-from zoo.report import write_report
 from zoo.select import GOALS, as_arguments, mermaid, routes_to, select
 from zoo.vocab import DEFAULT_TASK, MODALITIES, TASK_ALIASES, TASKS
 
 
 def count_params_fast(name: str) -> int:
     """Parameters of ``create_model(name)`` with default kwargs, built on the meta device (no memory, ~ms)."""
+    import torch  # here, not at the top: `zoo --help` and `zoo select --mermaid` start without torch
+
     try:
         with torch.device("meta"):
             model = create_model(name)
@@ -126,6 +125,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from zoo.report import write_report  # torch and yaml: only `zoo compare` needs them
+
     report = write_report(args.sweep_dir, metric=args.metric, mode=args.mode, curve=args.curve,
                           plots=not args.no_plots)
     print(report.read_text(), end="")

@@ -11,11 +11,12 @@ import fnmatch
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.vocab import MODALITIES, check_task_kinds
+
+if TYPE_CHECKING:  # annotations only: `import zoo` does not import torch (the families do, on first use)
+    from torch import nn
 
 __all__ = [
     "ModelInfo",
