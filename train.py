@@ -8,6 +8,7 @@ set ``HYDRA_FULL_ERROR=1`` for the full traceback.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import hydra
@@ -21,11 +22,17 @@ from tasks.config import CONF_DIR
 def main(cfg: DictConfig) -> None:
     from tasks.runner import run  # heavy imports after the config is known to compose
 
+    # Importing torch, Lightning and timm makes millions of objects that live as long as the run; without
+    # this, the collector scans them again and again (about 1 s of start-up and 2 s at exit, measured).
+    gc.freeze()
+    gc.enable()
+
     with report_user_error():
         run(cfg)
 
 
 if __name__ == "__main__":
+    gc.disable()  # until the imports are done: see main()
     sys.argv[1:] = expand_resume(sys.argv[1:])  # resume=RUN_DIR: continue a killed run in its own folder
     check_overrides(sys.argv[1:], str(CONF_DIR))
     main()
