@@ -12,7 +12,7 @@ import torch
 
 from tasks.data.fetch import ensure_files, read_text
 from tasks.data.integrity import DataError
-from tasks.data.loader import ResumableLoader, rank_world
+from tasks.data.loader import ResumableLoader, rank_world, resident
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
 from tasks.data.tokenize import CharTokenizer
@@ -23,14 +23,16 @@ class RandomWindowLoader(ResumableLoader):
 
     Window starts come from a generator seeded with ``seed + epoch`` (reproducible, independent of the
     global RNG); resumable (:class:`ResumableLoader`) so a resumed run continues where it stopped.
+    ``device``: the text is copied there once and windows are gathered there (the starts are drawn on the
+    host, so every device sees the same batches); ``None``: where ``data`` is.
     """
 
     def __init__(self, data: torch.Tensor, *, block_size: int, batch_size: int, num_batches: int,
-                 seed: int = 0, rank: int = 0) -> None:
+                 seed: int = 0, rank: int = 0, device: torch.device | str | None = None) -> None:
         if len(data) <= block_size + 1:
             raise DataError(f"the training text has {len(data)} tokens, fewer than block_size + 2 = {block_size + 2}")
         super().__init__()
-        self.data, self.block_size, self.batch_size = data, block_size, batch_size
+        self.data, self.block_size, self.batch_size = resident(data, device), block_size, batch_size
         self.num_batches, self.seed, self.rank = num_batches, seed, rank
 
     def __len__(self) -> int:
@@ -39,7 +41,8 @@ class RandomWindowLoader(ResumableLoader):
     def _epoch_batches(self) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed + 1_000_003 * self.rank + self.epoch)
         starts = torch.randint(len(self.data) - self.block_size - 1, (self.num_batches, self.batch_size), generator=g)
-        offsets = torch.arange(self.block_size + 1)
+        starts = starts.to(self.data.device)  # one copy an epoch
+        offsets = torch.arange(self.block_size + 1, device=self.data.device)
 
         def batch(b: int) -> tuple[torch.Tensor, torch.Tensor]:
             chunk = self.data[starts[b, :, None] + offsets]  # (B, block_size + 1)
@@ -122,4 +125,5 @@ class CharLMDataModule(TextDataModule):
     def train_dataloader(self) -> RandomWindowLoader:
         rank, _ = rank_world(self.trainer)
         return RandomWindowLoader(self.train_ids, block_size=self.block_size, batch_size=self.batch_size,
-                                  num_batches=self.batches_per_epoch, seed=self.seed, rank=rank)
+                                  num_batches=self.batches_per_epoch, seed=self.seed, rank=rank,
+                                  device=self.batch_device())

@@ -3,14 +3,64 @@
 Per-sample collation costs 1-2 ms a step on this machine (benchmarks/README.md); slicing a permutation of
 tensors that already sit in memory costs microseconds. The loader is stateful, so Lightning saves
 its position in checkpoints and a resumed run continues with the very batches it would have seen.
+
+On an accelerator the tensors live on the device (:func:`data_device`, :func:`resident`): they are
+copied there once, every batch is a gather on the device with a device copy of the epoch's permutation,
+and Lightning's per-batch host-to-device transfer finds the batch already there (a no-op). The
+permutation is still drawn on the host from the same seeded generator, so a device and a host loader
+yield the same batches. Under DDP every process holds its own copy on its own device.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+
+# (id of a host tensor, device) -> its copy on that device; an entry goes when its host tensor is freed
+_COPIES: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def resident(t: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    """``t`` on ``device``, copied at most once per host tensor and device (``None``: ``t`` itself).
+
+    A DataModule asks for its training set again for every loader it builds (fit, the data-dependent
+    init, a later fit); the copy made the first time is returned each time, as long as the host tensor
+    it was made from lives. A tensor already on ``device`` is returned as it is.
+    """
+    if device is None:
+        return t
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N", as tensors there report it
+        device = torch.device("cuda", torch.cuda.current_device())
+    if t.device == device:
+        return t
+    key = (id(t), device)
+    copy = _COPIES.get(key)
+    if copy is None:
+        copy = _COPIES[key] = t.to(device)
+        weakref.finalize(t, _COPIES.pop, key, None)
+    return copy
+
+
+def data_device(trainer: Any, *, on_device: bool | None = None) -> torch.device | None:
+    """Where a DataModule's in-memory tensors should live for ``trainer``: ``None`` keeps them in host memory.
+
+    ``on_device=None`` (auto): on the trainer's root device when that is an accelerator (CUDA, MPS, XPU),
+    in host memory on CPUs; ``True``: on the root device whatever it is (on a CPU this runs the device path
+    with no copy at all, which is how the tests exercise it); ``False``: in host memory (Lightning copies
+    each batch).
+    """
+    if trainer is None or on_device is False:
+        return None
+    strategy = getattr(trainer, "strategy", None)
+    device = getattr(strategy, "root_device", None)
+    if device is None:
+        return None
+    device = torch.device(device)
+    return device if on_device or device.type != "cpu" else None
 
 
 def rank_world(trainer: Any) -> tuple[int, int]:
@@ -78,6 +128,10 @@ class TensorBatchLoader(ResumableLoader):
     ``bucket_batches`` batches of the epoch's permutation is sorted by length before it is cut into
     batches, and the batches are then shuffled, so sequences of similar length share a batch and
     trimming padding per batch saves most of its cost (translation batches: about 1.5x fewer tokens).
+
+    ``device``: where batches are sliced. The tensors are moved there once (:func:`resident`), each epoch's
+    permutation (drawn on the host, so every device sees the same batches) is copied there once, and each
+    batch is a gather on the device. ``None``: the tensors stay where they are.
     """
 
     def __init__(
@@ -92,13 +146,15 @@ class TensorBatchLoader(ResumableLoader):
         position: Callable[[], tuple[int, int]] | None = None,
         lengths: torch.Tensor | None = None,
         bucket_batches: int = 50,
+        device: torch.device | str | None = None,
     ) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatchLoader needs one or more tensors of equal length")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         super().__init__(position=position)
-        self.tensors = tensors
+        self.device = torch.device(device) if device is not None else None
+        self.tensors = tuple(resident(t, self.device) for t in tensors)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         if lengths is not None and len(lengths) != len(tensors[0]):
@@ -140,4 +196,5 @@ class TensorBatchLoader(ResumableLoader):
 
     def _epoch_batches(self) -> Callable[[int], tuple[torch.Tensor, ...]]:
         idx, bs = self._indices(), self.batch_size
+        idx = idx.to(self.tensors[0].device)  # one small copy an epoch; batches are then gathers where the data is
         return lambda b: tuple(t[idx[b * bs : (b + 1) * bs]] for t in self.tensors)

@@ -14,7 +14,7 @@ import torch
 
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
-from tasks.data.loader import TensorBatchLoader, rank_world, training_position
+from tasks.data.loader import TensorBatchLoader, data_device, rank_world, resident, training_position
 
 ETTH1 = Remote("ETT/ETTh1.csv", "8381763947c85f4be6ac456c508460d6",
                "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv")
@@ -46,7 +46,13 @@ class ForecastingDataModule(L.LightningDataModule):
     ``features``: ``M`` all 7 in -> all 7 out (multivariate, default), ``S`` oil temperature only,
     ``MS`` all 7 in -> oil temperature out. Metrics are computed on the standardised values, as in the
     literature.
+
+    On an accelerator the standardised series is copied to the device once and the windows are views of
+    that copy, sliced into batches there (``tasks.data.loader``). ``on_device``: None (auto: on
+    accelerators), True (also on CPUs: the same code path, no copy), False (host memory).
     """
+
+    on_device: bool | None = None
 
     def __init__(
         self,
@@ -99,20 +105,29 @@ class ForecastingDataModule(L.LightningDataModule):
         self.mean, self.std = train.mean(0), train.std(0, unbiased=False)  # StandardScaler on train rows only
         self.series = (raw - self.mean) / self.std  # (rows, C)
         window = self.seq_len + self.horizon
-        self.windows = {}
+        self.bounds = bounds
         for name, (lo, hi) in bounds.items():
             if hi - lo < window:
                 raise DataError(f"{name} split has {hi - lo} rows, fewer than seq_len + horizon = {window}")
-            # a view, no copy: (N, C, window) with N = rows - window + 1
-            self.windows[name] = (self.series[lo:hi].unfold(0, window, 1),)
+        self.windows = {name: self._windows(name, self.series) for name in bounds}
+
+    def _windows(self, name: str, series: torch.Tensor) -> tuple[torch.Tensor]:
+        lo, hi = self.bounds[name]
+        # a view, no copy: (N, C, window) with N = rows - window + 1
+        return (series[lo:hi].unfold(0, self.seq_len + self.horizon, 1),)
 
     def _loader(self, name: str, train: bool) -> TensorBatchLoader:
         rank, world = rank_world(self.trainer)
+        device = data_device(self.trainer, on_device=self.on_device)
+        # On a device: views of the series copied there once (copying the overlapping windows would
+        # materialise each row seq_len + horizon times).
+        windows = self.windows[name] if device is None else self._windows(name, resident(self.series, device))
         if train:
-            return TensorBatchLoader(*self.windows[name], batch_size=self.batch_size, shuffle=True,
+            return TensorBatchLoader(*windows, batch_size=self.batch_size, shuffle=True,
                                      drop_last=True, seed=self.seed, rank=rank, world_size=world,
-                                     position=lambda: training_position(self.trainer))
-        return TensorBatchLoader(*self.windows[name], batch_size=self.eval_batch_size, rank=rank, world_size=world)
+                                     position=lambda: training_position(self.trainer), device=device)
+        return TensorBatchLoader(*windows, batch_size=self.eval_batch_size, rank=rank, world_size=world,
+                                 device=device)
 
     def train_dataloader(self) -> TensorBatchLoader:
         return self._loader("train", True)

@@ -15,7 +15,7 @@ from torchvision import datasets as tvd
 
 from tasks.data.augment import alternating_flip_translate, rand_augment, random_crop_flip
 from tasks.data.integrity import DataError, missing_files_error, verify_file
-from tasks.data.loader import TensorBatchLoader, rank_world, training_position
+from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
 AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment", "flip_translate")
@@ -120,7 +120,13 @@ class VisionDataModule(L.LightningDataModule):
     ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip), ``randaugment`` (RandAugment with ``randaugment_ops``
     ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip) or ``flip_translate``
     (airbench's: reflect-padded shifts of up to 2 pixels, each image mirrored on alternate epochs).
+
+    On an accelerator the uint8 splits are copied to the device once and batches are sliced there
+    (``tasks.data.loader``); ``train_set``/``val_set``/``test_set`` stay the host tensors. ``on_device``:
+    None (auto: on accelerators), True (also on CPUs: the same code path, no copy), False (host memory).
     """
+
+    on_device: bool | None = None
 
     def __init__(
         self,
@@ -185,18 +191,24 @@ class VisionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         rank, world = rank_world(self.trainer)
         return TensorBatchLoader(*self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                                 seed=self.seed, rank=rank, world_size=world, position=self._position)
+                                 seed=self.seed, rank=rank, world_size=world, position=self._position,
+                                 device=self.batch_device())
 
     def _position(self) -> tuple[int, int]:
         return training_position(self.trainer)
 
+    def batch_device(self) -> torch.device | None:
+        return data_device(self.trainer, on_device=self.on_device)
+
     def val_dataloader(self) -> TensorBatchLoader:
         rank, world = rank_world(self.trainer)
-        return TensorBatchLoader(*self.val_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
+        return TensorBatchLoader(*self.val_set, batch_size=self.eval_batch_size, rank=rank, world_size=world,
+                                 device=self.batch_device())
 
     def test_dataloader(self) -> TensorBatchLoader:
         rank, world = rank_world(self.trainer)
-        return TensorBatchLoader(*self.test_set, batch_size=self.eval_batch_size, rank=rank, world_size=world)
+        return TensorBatchLoader(*self.test_set, batch_size=self.eval_batch_size, rank=rank, world_size=world,
+                                 device=self.batch_device())
 
     def transform(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float, normalised, augmented when ``train``; runs on the batch's device."""
