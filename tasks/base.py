@@ -21,6 +21,10 @@ class ZooTask(L.LightningModule):
     a checkpoint rebuilds the model without Hydra (``zoo.load_model`` or ``Task.load_from_checkpoint``).
     Subclasses define the loss and metrics. ``channels_last="auto"`` uses the channels-last memory
     format for models with 2-D convolutions (1.25-1.7x faster on CPU, benchmarks/README.md).
+    ``compile=True`` compiles the model's forward with ``torch.compile`` (``nn.Module.compile``: in place,
+    so parameter names and checkpoints stay the same); off by default: on the development CPU it compiled
+    for 11-23 s and then ran slower than eager. Only calls of ``self.model(...)`` are compiled, not its
+    other methods (``generate``, ``encode``, ...).
     """
 
     # -- what the task declares; the pairing check, the model-implied task, the checkpoint monitor and the
@@ -44,6 +48,7 @@ class ZooTask(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -58,6 +63,9 @@ class ZooTask(L.LightningModule):
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.compiled = bool(compile)
+        if self.compiled:
+            self.model.compile()  # lazy: compiles at the first call, for the shapes it sees
         self.log_every_n_steps = log_every_n_steps
         self._rng_to_restore: dict[str, Any] | None = None
 

@@ -29,10 +29,11 @@ class ClassificationTask(ZooTask):
         label_smoothing: float = 0.0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
         tta: int = 0,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         self.label_smoothing = label_smoothing
         if tta not in (0, 1, 2):
             raise ValueError(f"task.tta={tta!r}: choose 0 (none), 1 (+ mirror) or 2 (+ 1-pixel shifts, airbench's)")

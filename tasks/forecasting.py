@@ -27,9 +27,10 @@ class ForecastingTask(ZooTask):
         loss: str = "mse",
         channels_last: bool | str = False,
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         if loss not in ("mse", "mae", "huber"):
             raise ValueError(f"task.loss={loss!r}; choose 'mse', 'mae' or 'huber'")
         self.loss_name = loss

@@ -37,9 +37,10 @@ class LanguageModelTask(ZooTask):
         top_k: int | None = None,
         channels_last: bool | str = False,
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         self.prompt, self.sample_tokens = prompt, sample_tokens
         self.temperature, self.top_k = temperature, top_k
         self.test_loss = MeanMetric()

@@ -34,9 +34,10 @@ class Word2VecTask(ZooTask):
         num_neighbours: int = 8,
         channels_last: bool | str = False,
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         self.probe_words, self.num_neighbours = tuple(probe_words), num_neighbours
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 

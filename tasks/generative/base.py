@@ -32,9 +32,10 @@ class GenerativeTask(ZooTask, abstract=True):
         seed: int = 0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         if num_images < 1:
             raise ZooError(f"task.num_images={num_images}: the pictures need at least one image")
         self.num_images, self.fd_samples, self.cache_dir, self.seed = num_images, fd_samples, cache_dir, seed

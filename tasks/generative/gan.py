@@ -44,10 +44,11 @@ class GANTask(GenerativeTask):
         seed: int = 0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, num_images=num_images,
                          fd_samples=fd_samples, cache_dir=cache_dir, seed=seed, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         if not all(hasattr(self.model, a) for a in ("generator", "discriminator", "latent_dim")):
             raise ZooError(f"task=gan trains models with a generator and a discriminator (gan, dcgan); "
                            f"{self.model_name!r} has none. Pick the task that fits the model.")

@@ -34,9 +34,10 @@ class ReconstructionTask(GenerativeTask):
         seed: int = 0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, num_images=num_images, seed=seed,
-                         channels_last=channels_last, log_every_n_steps=log_every_n_steps)
+                         channels_last=channels_last, log_every_n_steps=log_every_n_steps, compile=compile)
         if not hasattr(self.model, "decode"):
             raise ZooError(f"task=reconstruction trains autoencoders (autoencoder, denoising_autoencoder); "
                            f"{self.model_name!r} is not one. Pick the task that fits the model.")

@@ -53,10 +53,11 @@ class VAETask(GenerativeTask):
         seed: int = 0,
         channels_last: bool | str = "auto",
         log_every_n_steps: int = 50,
+        compile: bool = False,
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, num_images=num_images,
                          fd_samples=fd_samples, cache_dir=cache_dir, seed=seed, channels_last=channels_last,
-                         log_every_n_steps=log_every_n_steps)
+                         log_every_n_steps=log_every_n_steps, compile=compile)
         if binarize not in BINARIZE:
             raise ZooError(f"task.binarize={binarize!r}; choose one of {', '.join(BINARIZE)}")
         if not all(hasattr(self.model, a) for a in ("encode", "reparameterize", "decode", "latent_dim")):
