@@ -5,11 +5,17 @@ alternating the two paths ``--repeats`` times; prints samples/s and the ratio (g
 
     python benchmarks/trainer_vs_loop.py                   # lenet5/mnist and resnet20/cifar10
     python benchmarks/trainer_vs_loop.py --cases lenet5:mnist:300 --repeats 5
+    python benchmarks/trainer_vs_loop.py --device cuda --cases lenet5:mnist:300   # trainer=gpu (bf16-mixed)
+
+With ``--device cuda`` the Trainer path is ``trainer=gpu`` and the plain loop does the same on the GPU:
+the data copied there once and sliced there, bf16 autocast when the config's precision says so, and the
+clock read after the GPU has finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -20,16 +26,18 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from tasks.data.loader import TensorBatchLoader
 from tasks.optim import build_optimizer, build_scheduler
 from tasks.runner import build
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def compose_cfg(model: str, data: str, steps: int, out: str):
+def compose_cfg(model: str, data: str, steps: int, out: str, device: str = "cpu"):
+    trainer = ["trainer=gpu"] if torch.device(device).type == "cuda" else []
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         return compose("train", overrides=[
-            f"model={model}", f"data={data}", f"paths.output_dir={out}",
+            f"model={model}", f"data={data}", f"paths.output_dir={out}", *trainer,
             "trainer.max_epochs=1", f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=1",
             "trainer.num_sanity_val_steps=0",
         ])
@@ -45,27 +53,34 @@ def trainer_path(cfg) -> float:
     return speed.samples_per_s
 
 
-def plain_loop(cfg, steps: int) -> float:
+def plain_loop(cfg, steps: int, device: str = "cpu") -> float:
     """The same work written by hand: whole batches, the same transform, forward/backward/step."""
+    device = torch.device(device)
     datamodule, task, _, _ = build(cfg)  # same seed, model, channels-last choice
     datamodule.setup("fit")
-    model = task.model.train()
+    model = task.model.train().to(device)
     opt = build_optimizer(model, **cfg.task.optimizer)
     sched = build_scheduler(opt, total_steps=steps, **cfg.task.scheduler)
     smoothing = cfg.task.get("label_smoothing", 0.0)
-    loader = datamodule.train_dataloader()
+    loader = TensorBatchLoader(*datamodule.train_set, batch_size=datamodule.batch_size, shuffle=True,
+                               drop_last=True, seed=datamodule.seed, device=device)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     n, t0 = 0, time.perf_counter()
     for i, (x, y) in enumerate(loader):
         if i == steps:
             break
         x = task.to_model_input(datamodule.transform(x, train=True))
-        loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+        with autocast:
+            loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if sched is not None:
             sched.step()
         n += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return n / (time.perf_counter() - t0)
 
 
@@ -75,22 +90,24 @@ def main() -> None:
                    help="model:data:steps")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the Trainer path then runs trainer=gpu)")
     args = p.parse_args()
     os.environ.setdefault("ZOO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     torch.set_num_threads(args.threads)
 
-    print(f"threads={args.threads} repeats={args.repeats} torch={torch.__version__}")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    print(f"threads={args.threads} repeats={args.repeats} torch={torch.__version__} device={args.device} ({where})")
     for case in args.cases:
         model, data, steps = case.split(":")
         steps = int(steps)
         with tempfile.TemporaryDirectory() as out:
-            cfg = compose_cfg(model, data, steps, out)
+            cfg = compose_cfg(model, data, steps, out, args.device)
             bs = cfg.data.batch_size
-            plain_loop(cfg, min(steps, 5))  # warm up kernels and the data cache
+            plain_loop(cfg, min(steps, 5), args.device)  # warm up kernels and the data cache
             lit, raw = [], []
             for _ in range(args.repeats):  # alternate, so drifts in machine load hit both paths
                 lit.append(trainer_path(cfg))
-                raw.append(plain_loop(cfg, steps))
+                raw.append(plain_loop(cfg, steps, args.device))
         t, r = statistics.median(lit), statistics.median(raw)
         print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {t:8.0f} samples/s | "
               f"plain loop {r:8.0f} samples/s | ratio {t / r:.3f}  "
