@@ -3,7 +3,8 @@
 Sub-commands (``python benchmarks/gpu_check.py COMMAND --help``):
 
     packages                  the ``dist==version`` pins the GPU machine may lack (read by gpu_wheels.sh)
-    install --wheels W --target T    install the missing ones from W into T (no index, no dependencies)
+    install --wheels W --target T    install the missing ones (and other versions of the project's stack)
+                              from W into T (no index, no dependencies)
     families [--accelerator gpu] [--precision bf16-mixed] [--only rnn,vae] [--dry-run]
                               fast_dev_run of every registered family, one run per task kind it trains
     metrics FILE              train_time_s and the test metrics of a run's metrics.json
@@ -52,6 +53,12 @@ PACKAGES = [
     ("lxml", "lxml", True),
 ]
 
+# The project's own stack: a version other than the one tested here (its wheel's) is replaced, not kept,
+# since the code uses recent APIs (Lightning's EMAWeightAveraging, ...). Other packages are only added when
+# missing; compiled ones are never replaced.
+STACK = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "lightning", "lightning-utilities", "torchmetrics",
+         "timm", "sacrebleu")
+
 # The data each task kind runs on in the family sweep: small sets that travel to the GPU machine (with
 # ``gpu_check.sh prepare``). Image classification on MNIST (the CIFAR-10 batches are too big to carry).
 KIND_DATA = {"classify": "mnist", "lm": "tiny_shakespeare", "forecast": "etth1", "seq2seq": "multi30k",
@@ -72,9 +79,17 @@ def pins() -> list[str]:
     return [f"{dist}=={importlib.metadata.version(dist)}" for _, dist, _ in PACKAGES]
 
 
-def missing_packages() -> list[tuple[str, str, bool]]:
-    """The entries of ``PACKAGES`` this Python cannot import."""
-    return [p for p in PACKAGES if importlib.util.find_spec(p[0]) is None]
+def packages_to_install(wheels: Path) -> list[tuple[str, str]]:
+    """``(distribution, why)`` of each package to install: missing here, or of ``STACK`` at another version."""
+    todo = []
+    for module, dist, _ in PACKAGES:
+        wheel = wheel_for(dist, wheels)
+        tested = wheel.name.split("-")[1] if wheel else None
+        if importlib.util.find_spec(module) is None:
+            todo.append((dist, "missing"))
+        elif dist in STACK and tested and _version(dist) != tested:
+            todo.append((dist, f"{_version(dist)} here, {tested} tested"))
+    return todo
 
 
 def _wheel_fits(name: str) -> bool:
@@ -99,16 +114,18 @@ def wheel_for(dist: str, wheels: Path) -> Path | None:
 
 
 def install(wheels: Path, target: Path, *, dry_run: bool = False) -> list[str]:
-    """Install the missing packages from ``wheels`` into ``target`` (to go on PYTHONPATH); their names."""
-    todo = missing_packages()
-    have = [p for p in PACKAGES if p not in todo]
-    print(f"python {platform.python_version()} ({sys.executable}); present: "
-          + ", ".join(f"{d} {_version(d)}" for _, d, _ in have))
+    """Install what :func:`packages_to_install` lists from ``wheels`` into ``target`` (to go first on
+    PYTHONPATH); the wheels' names."""
+    todo = packages_to_install(wheels)
+    kept = [d for _, d, _ in PACKAGES if d not in dict(todo)]
+    print(f"python {platform.python_version()} ({sys.executable}); kept: "
+          + ", ".join(f"{d} {_version(d)}" for d in kept))
     if not todo:
         print("nothing to install")
         return []
+    print("to install: " + ", ".join(f"{d} ({why})" for d, why in todo))
     chosen, lacking = [], []
-    for _, dist, _ in todo:
+    for dist, _ in todo:
         w = wheel_for(dist, wheels)
         (chosen if w else lacking).append(w or dist)
     if lacking:

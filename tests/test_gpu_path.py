@@ -231,8 +231,13 @@ def test_wheel_choice_fits_this_interpreter(tmp_path, monkeypatch):
             for d in ("hydra-core", "tokenizers", "regex", "lxml", "colorama", "PyYAML")}
     assert pick == {"hydra-core": names[0], "tokenizers": names[1], "regex": names[4], "lxml": None,
                     "colorama": names[-1], "PyYAML": None}
-    monkeypatch.setattr(gpu_check, "missing_packages", lambda: [("regex", "regex", True), ("yaml", "PyYAML", True)])
-    assert gpu_check.install(tmp_path, tmp_path / "site", dry_run=True) == [names[4]]
+    # here everything imports; hydra-core is of the stack, whose tested version is its wheel's
+    monkeypatch.setattr(gpu_check, "_version", lambda dist: "1.3.7" if dist == "hydra-core" else "0")
+    assert gpu_check.packages_to_install(tmp_path) == [("hydra-core", "1.3.7 here, 1.3.8 tested")]
+    real_find_spec = gpu_check.importlib.util.find_spec
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec",
+                        lambda name: None if name in ("regex", "yaml") else real_find_spec(name))
+    assert gpu_check.install(tmp_path, tmp_path / "site", dry_run=True) == [names[0], names[4]]
     assert gpu_check.pins()[0].startswith("hydra-core==")
 
 
