@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tasks/ runs from the checkout (only zoo is installed)
 
 from tasks.data.loader import TensorBatchLoader
 from tasks.optim import build_optimizer, build_scheduler
@@ -92,7 +95,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (the Trainer path then runs trainer=gpu)")
     args = p.parse_args()
-    os.environ.setdefault("ZOO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not os.environ.get("ZOO_DATA_DIR"):
+        sys.exit("set ZOO_DATA_DIR to the data root (README: Data)")
     torch.set_num_threads(args.threads)
 
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"

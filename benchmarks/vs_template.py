@@ -156,7 +156,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (the zoo then runs trainer=gpu)")
     args = p.parse_args()
-    os.environ.setdefault("ZOO_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not os.environ.get("ZOO_DATA_DIR"):
+        sys.exit("set ZOO_DATA_DIR to the data root (README: Data)")
     torch.set_num_threads(args.threads)
     accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
 

@@ -38,9 +38,10 @@ class Seq2SeqTask(ZooTask):
         val_bleu: bool = False,
         num_examples: int = 5,
         channels_last: bool | str = False,
+        compile: bool = False,
         log_every_n_steps: int = 50,
     ) -> None:
-        super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last,
+        super().__init__(model=model, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last, compile=compile,
                          log_every_n_steps=log_every_n_steps)
         self.label_smoothing, self.beam_size, self.max_decode_len = label_smoothing, beam_size, max_decode_len
         self.val_bleu, self.num_examples = val_bleu, num_examples

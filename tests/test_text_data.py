@@ -66,8 +66,8 @@ def test_etth1_univariate_target_and_declared_features_are_checked(data_dir):
     dm.setup()
     x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert x.shape == (4, 96, 7) and y.shape == (4, 96, 1)
-    with pytest.raises(DataError, match="in_features=7"):
-        ForecastingDataModule(root=str(data_dir), features="S", in_features=7)
+    assert dm.facts() == {"in_features": 7, "out_features": 1, "seq_len": 96, "horizon": 96, "max_len": 96}
+    assert ForecastingDataModule(root=str(data_dir), features="S").facts()["in_features"] == 1
 
 
 def test_corrupted_file_is_rejected(tmp_path, data_dir):
@@ -95,7 +95,7 @@ def test_missing_files_say_what_is_expected(tmp_path):
 
 @pytest.fixture(scope="module")
 def shakespeare(data_dir) -> CharLMDataModule:
-    dm = CharLMDataModule(root=str(data_dir), block_size=64, batch_size=8, batches_per_epoch=3, vocab_size=65)
+    dm = CharLMDataModule(root=str(data_dir), block_size=64, batch_size=8, batches_per_epoch=3)
     dm.setup()
     return dm
 
@@ -127,10 +127,8 @@ def test_shakespeare_random_windows_are_shifted_and_reproducible(shakespeare):
     torch.testing.assert_close(vx.flatten()[1:], vy.flatten()[:-1])
 
 
-def test_declared_vocab_too_small_fails_clearly(data_dir):
-    dm = CharLMDataModule(root=str(data_dir), vocab_size=60)
-    with pytest.raises(DataError, match="65 tokens but data.vocab_size=60"):
-        dm.setup()
+def test_the_vocabulary_is_a_fact_of_the_text(shakespeare):
+    assert shakespeare.facts() == {"vocab_size": 65, "max_len": 64}  # 65 characters, windows of 64
 
 
 # ---------------------------------------------------------------------------------------- tokenizers
@@ -214,7 +212,7 @@ def test_multi30k_detokenises_exactly(multi30k):
 
 
 def test_skipgram_pairs_and_negatives(data_dir):
-    dm = SkipGramDataModule(root=str(data_dir), window=2, negatives=5, batch_size=256, vocab_size=3086)
+    dm = SkipGramDataModule(root=str(data_dir), window=2, negatives=5, batch_size=256)
     dm.setup()
     center, context = dm.train_set
     assert len(center) == len(context) > 100_000

@@ -50,9 +50,10 @@ def test_missing_root_names_files_and_the_env_var(tmp_path):
     assert "train-images-idx3-ubyte.gz" in msg and "ZOO_DATA_DIR" in msg and "data.download=true" in msg
 
 
-def test_declared_facts_are_checked():
-    with pytest.raises(DataError, match="data.in_chans=3 but mnist has in_chans=1"):
-        VisionDataModule(dataset="mnist", root=".", in_chans=3)
+def test_the_data_module_states_the_facts_the_model_is_built_with():
+    assert VisionDataModule(dataset="mnist", root=".").facts() == {"num_classes": 10, "in_chans": 1, "img_size": 28}
+    assert VisionDataModule(dataset="cifar100", root=".").facts() == {"num_classes": 100, "in_chans": 3,
+                                                                      "img_size": 32}
 
 
 def test_validation_split_is_seeded_and_disjoint(data_dir):

@@ -13,6 +13,7 @@ import torch
 
 from tasks.data.fetch import ensure_files, read_text
 from tasks.data.integrity import DataError
+from tasks.data.loader import resident
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import CLASSIFICATION_FILES, SHAKESPEARE, read_sst2
 
@@ -103,6 +104,6 @@ class SkipGramDataModule(TextDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         center, context = batch
-        noise = self.noise.to(center.device)
+        noise = resident(self.noise, center.device)  # copied to the device once, not every batch
         neg = torch.multinomial(noise, center.numel() * self.negatives, replacement=True)
         return center, context, neg.view(-1, self.negatives)  # (B,), (B,), (B, K)
