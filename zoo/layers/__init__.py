@@ -2,6 +2,7 @@
 
 from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
 from zoo.layers.attention import AdditiveAttention, AttentionOutput, KVCache, MultiHeadAttention, causal_mask
+from zoo.layers.classifier import ClassifierMixin, SequenceFeatures
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.deconv import ConvTransposeNormAct
 from zoo.layers.embedding import TokenEmbedding
@@ -33,6 +34,7 @@ __all__ = [
     "AttentionOutput",
     "BasicBlock",
     "Bottleneck",
+    "ClassifierMixin",
     "ConvNormAct",
     "ConvTransposeNormAct",
     "DecoderCache",
@@ -47,6 +49,7 @@ __all__ = [
     "PatchWhitening",
     "PixelNoise",
     "RotaryEmbedding",
+    "SequenceFeatures",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
     "TransformerDecoder",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.layers import PatchWhitening
+from zoo.layers import ClassifierMixin, PatchWhitening
 from zoo.registry import register_model
 
 
@@ -47,8 +47,15 @@ class ConvGroup(nn.Module):
         return self.act(self.norm2(self.conv2(x)))
 
 
-class AirBench(nn.Module):
-    """airbench's network (Jordan 2024): patch whitening, three ConvGroups, global max pool, scaled linear head."""
+class AirBench(ClassifierMixin, nn.Module):
+    """airbench's network (Jordan 2024): patch whitening, three ConvGroups, global max pool, scaled linear head.
+
+    timm's surface: ``forward_features`` -> the (B, C, H', W') map, ``forward_head`` max-pools and classifies
+    (``pre_logits=True``: the pooled (B, ``num_features``) vector; logits are scaled by ``logit_scale``),
+    ``get_classifier`` / ``reset_classifier`` (a bias-free Linear, as airbench's).
+    """
+
+    head_bias = False
 
     def __init__(
         self,
@@ -86,16 +93,12 @@ class AirBench(nn.Module):
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x).flatten(1)  # (B, C, H', W') -> (B, C)
-        return x if pre_logits else self.head(x) * self.logit_scale
+        if pre_logits or isinstance(self.head, nn.Identity):  # reset_classifier(0): the features, unscaled
+            return x
+        return self.head(x) * self.logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes, bias=False)
 
 
 _AIRBENCH = dict(family="airbench", modality="image", tasks=("classify",), input_shape=(3, 32, 32),

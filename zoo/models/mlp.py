@@ -5,12 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.layers import LinearNormAct
+from zoo.layers import ClassifierMixin, LinearNormAct
 from zoo.registry import register_model
 
 
-class MLP(nn.Module):
-    """A multi-layer perceptron classifier/regressor over flattened inputs (Rumelhart et al. 1986)."""
+class MLP(ClassifierMixin, nn.Module):
+    """A multi-layer perceptron classifier/regressor over flattened inputs (Rumelhart et al. 1986).
+
+    timm's surface: ``forward_features`` -> the last hidden layer's (B, ``num_features``) output (there is no
+    map to pool), ``forward_head`` applies the output layer, ``get_classifier()`` / ``reset_classifier()``.
+    """
 
     def __init__(
         self,
@@ -30,10 +34,17 @@ class MLP(nn.Module):
         self.hidden = nn.Sequential(
             *(LinearNormAct(i, o, act=act, norm=norm, dropout=dropout) for i, o in zip(dims[:-1], dims[1:], strict=True))
         )
+        self.num_features = dims[-1]
         self.head = nn.Linear(dims[-1], num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden(x.flatten(1))  # (B, C, H, W) -> (B, C*H*W) -> (B, width)
+
+    def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        return x if pre_logits else self.head(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x.flatten(1)))  # (B, C, H, W) -> (B, C*H*W)
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model(family="mlp", modality="image", tasks=("classify", "regress"), input_shape=(1, 28, 28),

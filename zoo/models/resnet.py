@@ -5,12 +5,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.layers import BasicBlock, Bottleneck, ConvNormAct
+from zoo.layers import BasicBlock, Bottleneck, ClassifierMixin, ConvNormAct
 from zoo.registry import register_model
 
 
-class ResNet(nn.Module):
-    """A stem, stages of residual blocks (each after the first halves the resolution), pooling, a linear head."""
+class ResNet(ClassifierMixin, nn.Module):
+    """A stem, stages of residual blocks (each after the first halves the resolution), pooling, a linear head.
+
+    timm's surface: ``forward_features`` -> the last stage's (B, C, H', W') map, ``forward_head`` pools and
+    classifies (``pre_logits=True``: the pooled (B, ``num_features``) vector), ``get_classifier`` /
+    ``reset_classifier`` (:class:`~zoo.layers.ClassifierMixin`). Multi-scale maps come from torchvision's FX
+    feature extractor, by module name::
+
+        from torchvision.models.feature_extraction import create_feature_extractor
+        body = create_feature_extractor(model, {"stages.0": "s1", "stages.1": "s2", "stages.2": "s3"})
+        maps = body(x)  # resnet20 at 32 px: s1 (B, 16, 32, 32), s2 (B, 32, 16, 16), s3 (B, 64, 8, 8)
+    """
 
     def __init__(
         self,
@@ -44,16 +54,22 @@ class ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(drop_rate)
+        self.num_features = prev
         self.head = nn.Linear(prev, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(self.stem(x))).flatten(1)  # (B, C, 1, 1) -> (B, C)
+        """(B, C, H, W) images -> (B, num_features, H', W'), the last stage's map before pooling."""
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(self.pool(x).flatten(1))  # (B, C, H', W') -> (B, C, 1, 1) -> (B, C)
+        return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.forward_features(x)))
+        return self.forward_head(self.forward_features(x))
 
 
 def _resnet(block, layers, *, small_input: bool, **kwargs) -> ResNet:

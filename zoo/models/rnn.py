@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zoo.layers.attention import AdditiveAttention
+from zoo.layers.classifier import ClassifierMixin, SequenceFeatures
 from zoo.layers.timeseries import PatchForecaster
 from zoo.registry import register_model
 
@@ -100,8 +101,14 @@ class RecurrentCore(nn.Module):
         return self.rnn(x, state)
 
 
-class RNNClassifier(nn.Module):
-    """Token ids -> embedding -> recurrent core -> pooled features -> class logits."""
+class RNNClassifier(ClassifierMixin, nn.Module):
+    """Token ids -> embedding -> recurrent core -> pooled features -> class logits.
+
+    timm's surface, with the padding mask carried along: ``forward_features(tokens, padding_mask)`` returns a
+    :class:`~zoo.layers.SequenceFeatures` (outputs (B, T, F), the mask, the final state (B, F)), which
+    ``forward_head`` pools (``pool``) and classifies, so ``m.forward_head(m.forward_features(tokens, mask))``
+    equals ``m(tokens, mask)``; ``pre_logits=True`` returns the pooled (B, ``num_features``) vector.
+    """
 
     def __init__(self, *, cell: str, vocab_size: int, num_classes: int, embed_dim: int, hidden_size: int,
                  num_layers: int, bidirectional: bool, dropout: float, pad_id: int, pool: str) -> None:
@@ -113,21 +120,35 @@ class RNNClassifier(nn.Module):
                                   bidirectional=bidirectional, dropout=dropout)
         self.pool = pool
         self.drop = nn.Dropout(dropout)
+        self.num_features = self.core.out_features
         self.head = nn.Linear(self.core.out_features, num_classes)
 
-    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> SequenceFeatures:
+        """Token ids (B, T) and padding mask (B, T, True at padding) -> outputs (B, T, F), mask, final state (B, F)."""
         lengths = None if padding_mask is None else (~padding_mask).sum(1)
         out, last = self.core(self.drop(self.embed(tokens)), lengths)  # (B, T, F), (B, F)
+        return SequenceFeatures(out, padding_mask, last)
+
+    def forward_head(self, x: SequenceFeatures | torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """Pool a :class:`SequenceFeatures` (or bare (B, T, F) outputs without padding) -> (B, num_classes)."""
+        out, padding_mask, last = x if isinstance(x, SequenceFeatures) else SequenceFeatures(x)
         if self.pool == "last":
+            if last is None:
+                raise ValueError("pool='last' needs the recurrent final state: pass forward_features(...)'s "
+                                 "SequenceFeatures to forward_head, not the bare outputs")
             feats = last
         else:
-            keep = torch.ones_like(tokens, dtype=torch.bool) if padding_mask is None else ~padding_mask
-            keep = keep[..., None]  # (B, T, 1)
+            keep = out.new_ones(out.shape[:2], dtype=torch.bool) if padding_mask is None else ~padding_mask
+            keep = keep[..., None]  # (B, T) -> (B, T, 1)
             if self.pool == "mean":
                 feats = (out * keep).sum(1) / keep.sum(1).clamp(min=1)
             else:
                 feats = out.masked_fill(~keep, float("-inf")).amax(1)
-        return self.head(self.drop(feats))
+        feats = self.drop(feats)
+        return feats if pre_logits else self.head(feats)
+
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(tokens, padding_mask))
 
 
 class RNNLanguageModel(nn.Module):

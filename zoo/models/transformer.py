@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from zoo.layers import (
+    ClassifierMixin,
     DecoderCache,
+    SequenceFeatures,
     TokenEmbedding,
     TransformerDecoder,
     TransformerEncoder,
@@ -103,8 +105,14 @@ class Seq2SeqTransformer(nn.Module):
         return self.decode(tgt_in, self.encode(src, src_padding_mask), src_padding_mask)
 
 
-class TransformerClassifier(nn.Module):
-    """Encoder-only Transformer over token ids; masked mean pooling of the last layer, then a linear head."""
+class TransformerClassifier(ClassifierMixin, nn.Module):
+    """Encoder-only Transformer over token ids; masked mean pooling of the last layer, then a linear head.
+
+    timm's surface, with the padding mask carried along: ``forward_features(tokens, padding_mask)`` returns a
+    :class:`~zoo.layers.SequenceFeatures` (encoded tokens (B, T, D) and the mask), which ``forward_head`` pools
+    and classifies, so ``m.forward_head(m.forward_features(tokens, mask))`` equals ``m(tokens, mask)``;
+    ``pre_logits=True`` returns the pooled (B, ``num_features``) vector.
+    """
 
     def __init__(self, *, vocab_size: int, num_classes: int, pad_id: int, max_len: int, dim: int, depth: int,
                  num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool) -> None:
@@ -114,17 +122,27 @@ class TransformerClassifier(nn.Module):
         self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
                                           attn_dropout=dropout, norm_first=norm_first, rope=rope)
         self.drop = nn.Dropout(dropout)
+        self.num_features = dim
         self.head = nn.Linear(dim, num_classes)
         _init_weights(self, embed_std=dim**-0.5, xavier=True)
 
-    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.encoder(self.embed(tokens), key_padding_mask=padding_mask)  # (B, T, D)
+    def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> SequenceFeatures:
+        """Token ids (B, T) and padding mask (B, T, True at padding) -> encoded tokens (B, T, D) and the mask."""
+        return SequenceFeatures(self.encoder(self.embed(tokens), key_padding_mask=padding_mask), padding_mask)
+
+    def forward_head(self, x: SequenceFeatures | torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """Masked mean of a :class:`SequenceFeatures` (or bare (B, T, D) tokens, no padding) -> (B, num_classes)."""
+        h, padding_mask, _ = x if isinstance(x, SequenceFeatures) else SequenceFeatures(x)
         if padding_mask is None:
             pooled = h.mean(1)
         else:
             keep = (~padding_mask)[..., None].to(h.dtype)  # (B, T, 1)
             pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
-        return self.head(self.drop(pooled))
+        pooled = self.drop(pooled)
+        return pooled if pre_logits else self.head(pooled)
+
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(tokens, padding_mask))
 
 
 class PatchTSTForecaster(PatchForecaster):

@@ -13,7 +13,7 @@ import torch
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
 
-from zoo.layers import TransformerEncoder
+from zoo.layers import ClassifierMixin, TransformerEncoder
 from zoo.registry import ZooError, register_model
 
 POOLS = ("cls", "mean")
@@ -40,8 +40,13 @@ def _check(*, img_size: int, patch_size: int, embed_dim: int, num_heads: int, po
                              f"got embed_dim={embed_dim}; use pos='learned' or another embed_dim")
 
 
-class VisionTransformer(nn.Module):
-    """Vision Transformer, ViT (Dosovitskiy et al. 2021): patch tokens -> pre-norm Transformer encoder -> head."""
+class VisionTransformer(ClassifierMixin, nn.Module):
+    """Vision Transformer, ViT (Dosovitskiy et al. 2021): patch tokens -> pre-norm Transformer encoder -> head.
+
+    timm's surface: ``forward_features`` -> the (B, N, D) tokens, ``forward_head`` pools (class token or mean)
+    and classifies (``pre_logits=True``: the pooled (B, ``num_features``) vector), ``get_classifier`` /
+    ``reset_classifier`` (:class:`~zoo.layers.ClassifierMixin`).
+    """
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class VisionTransformer(nn.Module):
                                           attn_dropout=attn_drop_rate, drop_path_rate=drop_path_rate,
                                           norm_first=True)
         self.head_drop = nn.Dropout(drop_rate)
+        self.num_features = embed_dim
         self.head = nn.Linear(embed_dim, num_classes)
         self.apply(_init_weights)
         # A zero head starts every class at the same logit, so the first steps do not chase random biases.
@@ -102,10 +108,12 @@ class VisionTransformer(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)  # (B, 1 + N, D)
         return self.encoder(self.pos_drop(x))
 
-    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) tokens -> (B, num_classes) logits, from the class token or the mean patch token."""
+    def forward_head(self, tokens: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """(B, N, D) tokens -> (B, num_classes) logits, from the class token or the mean patch token
+        (``pre_logits=True``: that pooled (B, D) token)."""
         pooled = tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)  # (B, N, D) -> (B, D)
-        return self.head(self.head_drop(pooled))
+        pooled = self.head_drop(pooled)
+        return pooled if pre_logits else self.head(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
