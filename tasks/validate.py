@@ -72,8 +72,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 SUPPLIED = {"trainer": {"callbacks", "logger", "default_root_dir"}, "task": {"model"}}
 def validate_config(cfg: DictConfig) -> None:
     """Every check of this module on a composed (and resolved) training config; raises :class:`ConfigError`."""
+    check_compatible(cfg)  # first: a model that cannot train on the data is the cause of any later complaint
     check_schemas(cfg)
-    check_compatible(cfg)
     check_output_dir(cfg)
 
 

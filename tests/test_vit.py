@@ -100,7 +100,7 @@ def test_datamodule_augment_options_crop_never_mirrors_and_eval_is_untouched(tmp
         assert torch.equal(dm.transform(x, train=False), x.float() / 255)
     assert cols["crop"].max() <= 3 + 4 and len(set(cols["crop"].tolist())) > 3  # shifted by up to 4, never mirrored
     assert cols["crop_flip"].max() >= 28 - 1 - 3 - 4  # about half are mirrored to the right edge
-    with pytest.raises(DataError, match="choose null, 'flip', 'crop', 'crop_flip' or 'randaugment'"):
+    with pytest.raises(DataError, match="choose null, 'flip', 'crop', 'crop_flip', 'randaugment' or 'flip_translate'"):
         VisionDataModule(dataset="mnist", root=str(tmp_path), augment="autoaugment")
 
 
