@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from zoo.registry import ZooError
 
@@ -83,9 +84,9 @@ def check_override_keys(argv: Sequence[str], conf_dir: str | Path) -> None:
             cfg = compose("train", overrides=others)
     except Exception:
         return
-    missing = object()
+    tree = OmegaConf.to_container(cfg, resolve=False)  # unresolved: ${hydra:...} values cannot resolve yet
     for key in dotted:
-        if OmegaConf.select(cfg, key, default=missing) is not missing:
+        if _has_key(tree, key):
             continue
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
@@ -153,3 +154,12 @@ def report_user_error() -> Iterator[None]:
             raise
         fail("SIGTERM received: the run stopped before it finished. Resume it with resume=<its run folder>.",
              128 + 15)
+
+
+def _has_key(tree: Any, key: str) -> bool:
+    """Whether the dotted ``key`` names an entry of the plain nested dict ``tree``."""
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True

@@ -97,6 +97,8 @@ def test_unknown_override_key_gets_close_matches_before_hydra(capsys):
     assert "unknown config key 'trainer.max_epoch'. Did you mean: trainer.max_epochs" in err
     assert "+trainer.max_epoch=" in err
     check_overrides(["model=mlp", "model.width=64", "seed=1"], CONF_DIR)  # keys that exist pass
+    # keys whose value interpolates Hydra's runtime (unset before the run) exist too
+    check_overrides(["paths.output_dir=/tmp/run", "seed=2"], CONF_DIR)
 
 
 def test_output_folder_of_another_run_is_refused(compose_cfg, tmp_path):
