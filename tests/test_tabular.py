@@ -84,6 +84,7 @@ def test_split_is_seeded_and_stratified():
     assert len(torch.cat(list(a.values())).unique()) == 1000  # disjoint, and every row used
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # no Trainer: the metrics are read directly
 def test_regression_metrics_are_in_target_units():
     from tasks.regression import RegressionTask
 
