@@ -157,23 +157,23 @@ class TabularPreprocessor:
         out = torch.zeros(len(rows), self.in_features, dtype=torch.float64)
         col = 0
         for j, code in enumerate(self.codes):
-            missing = torch.tensor([_is_missing(r[j]) for r in rows], dtype=torch.bool)
+            missing = [_is_missing(r[j]) for r in rows]
             if code.categorical:
                 index = {c: k for k, c in enumerate(code.categories)}
-                for i, r in enumerate(rows):
-                    k = index.get(code.fill if missing[i] else r[j].strip())
+                for i, (r, m) in enumerate(zip(rows, missing, strict=True)):
+                    k = index.get(code.fill if m else r[j].strip())
                     if k is not None:  # unseen in training: all zeros
                         out[i, col + k] = 1.0
                 col += len(code.categories)
             else:
-                values = [code.fill if m else _number(r[j]) for r, m in zip(rows, missing.tolist(), strict=True)]
+                values = [code.fill if m else _number(r[j]) for r, m in zip(rows, missing, strict=True)]
                 if None in values:
                     raise DataError(f"column {code.name!r} holds text in some rows; list it in data.categorical")
                 x = torch.tensor(values, dtype=torch.float64)
                 out[:, col] = (x - code.mean) / code.std
                 col += 1
             if code.indicator:
-                out[:, col] = missing.double()
+                out[:, col] = torch.tensor(missing, dtype=torch.float64)
                 col += 1
         return out.float()
 
