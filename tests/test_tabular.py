@@ -134,6 +134,7 @@ def test_credit_and_ames_read_as_documented(data_dir):
     assert credit.facts()["num_classes"] == 2 and credit.classes == ["bad", "good"]
     sizes = {k: len(v[1]) for k, v in credit.splits.items()}
     assert sum(sizes.values()) == 4454 and sizes["test"] == round(3200 * 0.15) + round(1254 * 0.15)
+    assert [int((credit.splits[k][1] == 0).sum()) for k in ("val", "test")] == [188, 188]  # stratified: 15% of bad
     assert {"Home=rent", "Income_missing", "Job=fixed"} <= set(credit.feature_names)
     ames = TabularDataModule(root=str(data_dir), dataset="ames", target="Sale_Price", task="regress",
                              drop=["rownames"], log_target=True, drop_outliers=True)
