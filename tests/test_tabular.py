@@ -124,7 +124,7 @@ def test_mlp_learns_credit_scoring(compose_cfg):
     """model=auto on credit is the tree's MLP; a few epochs beat chance by far (acceptance: 0.83 mean)."""
     cfg = compose_cfg("data=credit", "trainer.max_epochs=4", "trainer.num_sanity_val_steps=0",
                       "callbacks.progress_bar=null")
-    assert cfg.model.name == "mlp"
+    assert (cfg.model.name, cfg.monitor.metric) == ("mlp", "val/auroc")  # its recipe: the best checkpoint by AUROC
     metrics = run(cfg)
     assert metrics["test/auroc"] > 0.8, metrics
 
@@ -154,3 +154,11 @@ def test_errors_say_what_to_do(tmp_path):
         _module(path, target="colour", task="regress")
     with pytest.raises(DataError, match="no documented outlier rule"):
         TabularDataModule(root=str(tmp_path), dataset="concrete", target="x", drop_outliers=True)
+
+
+@pytest.mark.parametrize("experiment, data, monitor", [("compare_tabular", "credit", "val/auroc"),
+                                                         ("compare_tabular_regression", "ames", "val/rmse")])
+def test_comparison_experiments_split_by_seed(experiment, data, monitor, compose_cfg):
+    cfg = compose_cfg(f"experiment={experiment}", "model=mlp", "model.depth=0", f"data={data}", "seed=2")
+    assert (cfg.model.depth, cfg.data.dataset, cfg.data.split_seed) == (0, data, 2)  # each seed is another split
+    assert cfg.monitor.metric == monitor  # credit: the mlp_credit recipe's AUROC; regression: the task's own
