@@ -300,3 +300,18 @@ def test_checkpoint_layouts_all_load(tmp_path):
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "bare.ckpt")
     with pytest.raises(zoo.CheckpointError, match="no description of the model .*'zoo' entry"):
         zoo.load_model(tmp_path / "bare.ckpt")
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line_not_a_traceback(tmp_path, capsys):
+    from tasks.cli_checks import check_output_dirs
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        check_output_dirs([f"hydra.run.dir={blocker}/run"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"hydra.run.dir={blocker}/run: cannot write the run's output folder there" in err
+    assert "Traceback" not in err
+    check_output_dirs([f"hydra.run.dir={tmp_path}/ok/run", "hydra.run.dir=outputs/${now:%H}"])  # fine: no exit
+    assert (tmp_path / "ok" / "run").is_dir()
