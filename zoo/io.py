@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-__all__ = ["cached", "write_atomic"]
+from zoo.registry import ZooError
+
+__all__ = ["WriteError", "cached", "write_atomic"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -25,14 +27,35 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+class WriteError(ZooError, OSError):
+    """A file that could not be written (a full disk, no permission); the previous version is intact."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """``write(file)`` into a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
     A rename within one directory is atomic, so a reader (or a resumed run) sees the old file or the new
     one, never a torn one, whatever moment a kill (SIGKILL included) or a full disk strikes. ``write``
-    gets a binary file: ``write_atomic(p, lambda f: torch.save(obj, f))``. Returns ``path``.
+    gets a binary file: ``write_atomic(p, lambda f: torch.save(obj, f))``. Returns ``path``. An ``OSError``
+    (a full disk, a folder without write permission) becomes a :class:`WriteError` that names the file and
+    says the previous version is intact.
     """
     path = Path(path)
+    try:
+        _write_atomic(path, write)
+    except OSError as e:
+        if isinstance(e, WriteError):
+            raise
+        previous = "the previous version is intact" if path.is_file() else "nothing was written"
+        raise WriteError(e.errno, f"cannot write {path}: {e.strerror or e} ({previous}). Free some space or "
+                                  "choose an output folder you can write (hydra.run.dir=...).") from e
+    return path
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
         stale.unlink(missing_ok=True)
@@ -48,7 +71,6 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def cached(path: str | Path, *, read: Callable[[Path], T], build: Callable[[], T],
