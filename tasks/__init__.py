@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.classification import ClassificationTask
     from tasks.forecasting import ForecastingTask
     from tasks.generative import GANTask, ReconstructionTask, VAETask
+    from tasks.generative import DiffusionTask
     from tasks.language_model import LanguageModelTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask
@@ -30,6 +31,7 @@ _LAZY_NAMES = {
     "VAETask": "tasks.generative",
     "Word2VecTask": "tasks.word2vec",
     "ZooTask": "tasks.base",
+    "DiffusionTask": "tasks.generative",
 }
 __all__ = [
     "ClassificationTask",
@@ -41,6 +43,7 @@ __all__ = [
     "VAETask",
     "Word2VecTask",
     "ZooTask",
+    "DiffusionTask",
 ]
 
 

@@ -1,6 +1,7 @@
 """Generative tasks: reconstruction (autoencoders, denoising), the VAE's ELBO, and adversarial training.
 
-One module a task: ``base`` (:class:`GenerativeTask`, what they share), ``reconstruction``, ``vae``, ``gan``.
+One module a task: ``base`` (:class:`GenerativeTask`, what they share), ``reconstruction``, ``vae``, ``gan``,
+``diffusion``.
 
 Pixels: the image DataModule normalises batches with the dataset's mean/std; these tasks map every
 batch back to [0, 1] with the DataModule's own ``spec`` (nothing to configure; with
@@ -18,8 +19,9 @@ set in the feature space of this project's own MNIST-style classifier (``tasks/f
 """
 
 from tasks.generative.base import GenerativeTask
+from tasks.generative.diffusion import DiffusionTask
 from tasks.generative.gan import GANTask
 from tasks.generative.reconstruction import ReconstructionTask
 from tasks.generative.vae import BINARIZE, ELBO, VAETask, gaussian_kl
 
-__all__ = ["BINARIZE", "ELBO", "GANTask", "GenerativeTask", "ReconstructionTask", "VAETask", "gaussian_kl"]
+__all__ = ["BINARIZE", "ELBO", "DiffusionTask", "GANTask", "GenerativeTask", "ReconstructionTask", "VAETask", "gaussian_kl"]
