@@ -14,8 +14,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.base import ZooTask
     from tasks.classification import ClassificationTask
     from tasks.forecasting import ForecastingTask
-    from tasks.generative import GANTask, ReconstructionTask, VAETask
-    from tasks.generative import DiffusionTask
+    from tasks.generative import DiffusionTask, GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask

@@ -1,9 +1,12 @@
 """The blocks of a diffusion model's U-Net (Ho et al. 2020, after PixelCNN++ and Wide ResNets).
 
-- :class:`TimeResBlock`: GroupNorm -> SiLU -> 3x3 conv, plus a projection of the time embedding added to
-  every pixel, then GroupNorm -> SiLU -> dropout -> 3x3 conv (zero-initialised, so each block starts as its
-  shortcut) and a residual connection. GroupNorm rather than BatchNorm: the network sees images at every
-  noise level in one batch, and its output must not depend on which others share the batch.
+- :class:`TimeResBlock`: GroupNorm -> SiLU -> 3x3 conv, then GroupNorm whose output is scaled and shifted
+  per channel by a projection of the time embedding (the "scale-shift norm" of Nichol & Dhariwal 2021),
+  SiLU -> dropout -> 3x3 conv (zero-initialised, so each block starts as its shortcut) and a residual
+  connection. Conditioning *after* the norm: a per-channel shift added before it (Ho et al.'s form) is
+  removed by a GroupNorm whose groups hold one channel each, as in a narrow network. GroupNorm rather than
+  BatchNorm: the network sees images at every noise level in one batch, and its output must not depend on
+  which others share the batch.
 - :class:`SpatialSelfAttention`: multi-head self-attention over the H*W positions of a feature map
   (:class:`~zoo.layers.attention.MultiHeadAttention`), residual; used at the lowest resolution, where the
   map is small enough for attention over all positions.
@@ -19,9 +22,9 @@ from torch import nn
 from zoo.layers.attention import MultiHeadAttention
 
 
-def group_norm(chans: int, *, groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with up to ``groups`` groups (fewer when ``chans`` has fewer divisors, e.g. 16 channels)."""
-    g = min(groups, chans)
+def group_norm(chans: int, *, groups: int = 32, min_group: int = 4) -> nn.GroupNorm:
+    """GroupNorm with up to ``groups`` groups of at least ``min_group`` channels (32 groups of 4 for 128)."""
+    g = max(1, min(groups, chans // min_group))
     while chans % g:
         g -= 1
     return nn.GroupNorm(g, chans)
@@ -34,7 +37,7 @@ class TimeResBlock(nn.Module):
         super().__init__()
         self.norm1 = group_norm(in_chans)
         self.conv1 = nn.Conv2d(in_chans, out_chans, 3, padding=1)
-        self.time_proj = nn.Linear(time_dim, out_chans)
+        self.time_proj = nn.Linear(time_dim, 2 * out_chans)  # a scale and a shift per channel
         self.norm2 = group_norm(out_chans)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_chans, out_chans, 3, padding=1)
@@ -44,8 +47,9 @@ class TimeResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_proj(F.silu(emb))[:, :, None, None]  # (B, C') -> (B, C', 1, 1): the same shift everywhere
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        scale, shift = self.time_proj(F.silu(emb))[:, :, None, None].chunk(2, dim=1)  # (B, 2C', 1, 1) -> 2 x (B, C', 1, 1)
+        h = self.norm2(h) * (1 + scale) + shift  # the same for every pixel of a channel
+        h = self.conv2(self.dropout(F.silu(h)))
         return h + self.shortcut(x)
 
 

@@ -198,16 +198,17 @@ class DDPM(nn.Module):
         shape = (num, self.in_chans, self.img_size, self.img_size)
         x = noise if noise is not None else torch.randn(shape, generator=generator, device=w.device, dtype=w.dtype)
         ts = self.timesteps(steps)
-        snap = set(torch.linspace(0, len(ts), frames).round().long().tolist()) if frames else set()
-        kept = [x] if 0 in snap else []
+        # After how many steps each frame is taken (0: x_T); with more frames than steps some repeat.
+        when = torch.linspace(0, len(ts), frames).round().long().tolist() if frames else []
+        kept = {0: x} if 0 in when else {}
         step = self._ancestral_step if sampler == "ddpm" else self._ddim_step
         for i, t in enumerate(ts):
             prev = ts[i + 1] if i + 1 < len(ts) else -1
             x = step(x, t, prev, eta=eta, generator=generator)
-            if i + 1 in snap:
-                kept.append(x)
+            if i + 1 in when:
+                kept[i + 1] = x
         images = _unit(x)
-        stacked = torch.stack([_unit(k) for k in kept], 1) if kept else images[:, None]  # (B, F, C, H, W)
+        stacked = torch.stack([_unit(kept[w]) for w in when], 1) if when else images[:, None]  # (B, F, C, H, W)
         return Trajectory(images, stacked)
 
     def _predict_x0(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
