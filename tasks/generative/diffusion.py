@@ -21,8 +21,9 @@ class DiffusionTask(GenerativeTask):
     per batch, so the validation loss is the same estimate every epoch). Samples come from DDIM (Song et
     al. 2021) with ``eta``: ``val/fd`` on ``val_fd_samples`` images with ``val_steps`` steps every
     ``fd_every_n_epochs`` epochs (and after the last), ``test/fd`` on ``fd_samples`` images with
-    ``test_steps`` steps (``test/fd_real``: the held-out floor). Pictures after every validation epoch and
-    at test: ``samples`` (a grid from fixed noise) and ``trajectory`` (a row per sample: x_T ... x_0).
+    ``test_steps`` steps (``test/fd_real``: the held-out floor); ``fd_samples=0`` turns both off. Pictures
+    after every validation epoch and at test: ``samples`` (a grid from fixed noise) and ``trajectory`` (a
+    row per sample: x_T ... x_0).
 
     Sampling uses averaged weights when the EMA callback is on (conf/task/diffusion.yaml adds it): it swaps
     the average in for validation, and checkpoints hold the average, so test and ``tasks.generate`` sample
@@ -116,11 +117,6 @@ class DiffusionTask(GenerativeTask):
     def _fd_num(self) -> int:
         n = self.fd_samples if self.trainer.testing else self.val_fd_samples
         return min(n, len(self.datamodule.val_set[0]))
-
-    def log_fd(self, stage: str) -> None:
-        if stage == "val" and self.val_fd_samples > 0 and self.fd_samples <= 0:
-            return  # fd_samples=0 turns the Fréchet distance off everywhere
-        super().log_fd(stage)
 
     def _samples(self, num: int) -> Iterator[torch.Tensor]:
         steps = self.test_steps if self.trainer.testing else self.val_steps
