@@ -170,6 +170,7 @@ def test_ddpm_brings_its_task_with_the_ema_and_goal_diffusion_selects_it(compose
 def test_a_short_run_logs_losses_fd_and_pictures_and_generate_samples_its_checkpoint(compose_cfg, tmp_path):
     tiny = [f"model.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
     cfg = compose_cfg(*fast_overrides("model=ddpm", "data=mnist", "task=diffusion", *tiny, "data.batch_size=32",
+                                      "data.eval_batch_size=100",
                                       "task.fd_samples=100", "task.val_fd_samples=100", "task.val_steps=3",
                                       "task.test_steps=3", "task.num_images=16", "task.trajectory_rows=4",
                                       "task.trajectory_frames=5", "logger=csv"))
