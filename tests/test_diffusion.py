@@ -167,6 +167,16 @@ def test_ddpm_brings_its_task_with_the_ema_and_goal_diffusion_selects_it(compose
     assert (auto.model.name, auto.task._target_) == ("ddpm", "tasks.DiffusionTask")
 
 
+def test_fast_dev_run_samples_little(compose_cfg, tmp_path):
+    tiny = [f"model.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
+    cfg = compose_cfg("model=ddpm", "data=mnist", "task=diffusion", "trainer.fast_dev_run=true", *tiny,
+                      "callbacks.progress_bar=null", "data.eval_batch_size=100", "task.test_steps=20")
+    assert cfg.task.fd_samples == 5000  # the default: 100 samples of 5 steps (SMOKE_*) under fast_dev_run
+    metrics = run(cfg)
+    assert math.isfinite(metrics["test/fd"]) and math.isfinite(metrics["test/loss"])
+    assert (tmp_path / "images" / "trajectory-test.png").is_file()
+
+
 def test_a_short_run_logs_losses_fd_and_pictures_and_generate_samples_its_checkpoint(compose_cfg, tmp_path):
     tiny = [f"model.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
     cfg = compose_cfg(*fast_overrides("model=ddpm", "data=mnist", "task=diffusion", *tiny, "data.batch_size=32",

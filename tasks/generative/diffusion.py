@@ -11,6 +11,10 @@ import torch.nn.functional as F
 from tasks.generative.base import GenerativeTask
 from zoo.registry import ZooError
 
+# trainer.fast_dev_run checks that everything runs, in seconds: test/fd's 5000 samples of 50 steps (250k images
+# through the network) would take a CPU many minutes, so a smoke test samples this much instead.
+SMOKE_FD_SAMPLES, SMOKE_STEPS = 100, 5
+
 
 class DiffusionTask(GenerativeTask):
     """Train a DDPM (Ho et al. 2020) on L_simple: the MSE between the true noise and the predicted one.
@@ -23,7 +27,8 @@ class DiffusionTask(GenerativeTask):
     ``fd_every_n_epochs`` epochs (and after the last), ``test/fd`` on ``fd_samples`` images with
     ``test_steps`` steps (``test/fd_real``: the held-out floor); ``fd_samples=0`` turns both off. Pictures
     after every validation epoch and at test: ``samples`` (a grid from fixed noise) and ``trajectory`` (a
-    row per sample: x_T ... x_0).
+    row per sample: x_T ... x_0). Under ``trainer.fast_dev_run`` sampling shrinks to at most
+    ``SMOKE_STEPS`` steps and ``SMOKE_FD_SAMPLES`` samples per Fréchet distance.
 
     Sampling uses averaged weights when the EMA callback is on (conf/task/diffusion.yaml adds it): it swaps
     the average in for validation, and checkpoints hold the average, so test and ``tasks.generate`` sample
@@ -96,7 +101,7 @@ class DiffusionTask(GenerativeTask):
     def _eval_epoch_end(self, stage: str) -> None:
         if self._trainer is not None and self.trainer.sanity_checking:
             return  # sampling costs seconds; the sanity check saves no pictures anyway
-        steps = self.test_steps if stage == "test" else self.val_steps
+        steps = self._steps()
         noise = self.to_model_input(self.fixed_noise)
         self.save_grid("samples", self.model.sample_trajectory(len(noise), noise=noise, frames=0, steps=steps,
                                                                eta=self.eta, sampler="ddim").images)
@@ -114,12 +119,21 @@ class DiffusionTask(GenerativeTask):
         epoch, last = self.current_epoch + 1, self.trainer.max_epochs
         return epoch % self.fd_every_n_epochs == 0 or (last is not None and epoch >= last)
 
+    def _smoke_test(self) -> bool:
+        return bool(self._trainer is not None and self.trainer.fast_dev_run)
+
+    def _steps(self) -> int:
+        steps = self.test_steps if self.trainer.testing else self.val_steps
+        return min(steps, SMOKE_STEPS) if self._smoke_test() else steps
+
     def _fd_num(self) -> int:
         n = self.fd_samples if self.trainer.testing else self.val_fd_samples
+        if self._smoke_test():
+            n = min(n, SMOKE_FD_SAMPLES)
         return min(n, len(self.datamodule.val_set[0]))
 
     def _samples(self, num: int) -> Iterator[torch.Tensor]:
-        steps = self.test_steps if self.trainer.testing else self.val_steps
+        steps = self._steps()
         g = torch.Generator(device=self.device).manual_seed(self.seed + 1)  # the same noise every time
         for i in range(0, num, 500):
             yield self.model.sample(min(500, num - i), generator=g, steps=steps, eta=self.eta, sampler="ddim")
