@@ -201,3 +201,16 @@ def test_a_short_run_logs_losses_fd_and_pictures_and_generate_samples_its_checkp
     generate_main([str(ckpt), "--num", "2", "--sampler", "ddpm", "--out", str(tmp_path / "ancestral.png")])
     with pytest.raises(SystemExit):  # more DDIM steps than the chain has
         generate_main([str(ckpt), "--num", "2", "--steps", "21", "--out", str(tmp_path / "x.png")])
+
+
+def test_sampler_options_on_a_one_pass_generator_are_refused(tmp_path, capsys):
+    model = zoo.create_model("vae", kind="mlp", hidden=16, latent_dim=4)
+    ckpt = tmp_path / "vae.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": {"name": "vae", "kind": "mlp", "hidden": 16, "latent_dim": 4}}}, ckpt)
+    with pytest.raises(SystemExit) as exit_:
+        generate_main([str(ckpt), "--steps", "20", "--out", str(tmp_path / "x.png")])
+    assert exit_.value.code == 2
+    assert "--steps: model 'vae' samples in one pass" in capsys.readouterr().err
+    generate_main([str(ckpt), "--num", "2", "--out", str(tmp_path / "vae.png")])  # without the options it samples
+    assert (tmp_path / "vae.png").is_file()
