@@ -16,6 +16,8 @@ Sample quality: the VAE and GAN tasks log ``val/fd`` every validation epoch and 
 Fréchet distance of ``fd_samples`` generated images (a fixed noise seed) to the real validation / test
 set in the feature space of this project's own MNIST-style classifier (``tasks/frechet.py``), and
 ``test/fd_real``, the same distance for as many held-out real images (the validation split): the floor.
+The diffusion task, whose samples cost one network pass per step, scores ``val/fd`` every few epochs on
+fewer samples and steps (``diffusion.DiffusionTask``).
 """
 
 from tasks.generative.base import GenerativeTask
