@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.base import ZooTask
     from tasks.classification import ClassificationTask
     from tasks.forecasting import ForecastingTask
-    from tasks.generative import GANTask, ReconstructionTask, VAETask
+    from tasks.generative import DiffusionTask, GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
     from tasks.regression import RegressionTask
     from tasks.seq2seq import Seq2SeqTask
@@ -32,6 +32,7 @@ _LAZY_NAMES = {
     "VAETask": "tasks.generative",
     "Word2VecTask": "tasks.word2vec",
     "ZooTask": "tasks.base",
+    "DiffusionTask": "tasks.generative",
 }
 __all__ = [
     "ClassificationTask",
@@ -44,6 +45,7 @@ __all__ = [
     "VAETask",
     "Word2VecTask",
     "ZooTask",
+    "DiffusionTask",
 ]
 
 

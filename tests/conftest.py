@@ -67,6 +67,7 @@ SMALL_MODEL = {
     "transformer": ["model.dim=32", "model.depth=1"],
     "seq2seq_lstm": ["model.embed_dim=32", "model.hidden_size=32", "model.num_layers=1"],
     "word2vec": ["model.embed_dim=16"],
+    "ddpm": ["model.width=8", "model.channel_mults=[1,2]", "model.num_heads=2", "data.eval_batch_size=100"],
 }
 SMALL_DATA = {
     "sst2": ["data.batch_size=16", "data.eval_batch_size=64"],
