@@ -9,23 +9,22 @@ import torch
 import zoo
 from zoo.inputs import InputShapeError
 
-# models that take images (a GAN's outermost module takes noise vectors: its input_shape is (latent_dim,))
+# models whose first input is an image batch (a GAN's outermost module takes noise vectors instead)
 IMAGE_MODELS = [n for n in zoo.list_models() if "image" in zoo.model_info(n).modalities
-                and "in_chans" in zoo.model_info(n).defaults and len(zoo.model_info(n).input_shape or ()) != 1]
+                and "in_chans" in zoo.model_info(n).defaults and zoo.example_inputs(n, batch=1)[0].ndim == 4]
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_a_wrong_channel_count_or_size_is_named_at_the_entrance(name):
     info = zoo.model_info(name)
     model = zoo.create_model(name).eval()
-    shape = info.input_shape
-    assert shape is not None and len(shape) == 3, f"{name}: register_model(input_shape=(C, H, W)) is missing"
-    c, h, w = shape
+    x, *rest = zoo.example_inputs(name, batch=1)  # the image batch, then any other inputs (a diffusion timestep)
+    _, c, h, w = x.shape
     with pytest.raises(InputShapeError, match=rf"in_chans={c}\b.*in_chans={c + 1}"):
-        model(torch.zeros(1, c + 1, h, w))
+        model(torch.zeros(1, c + 1, h, w), *rest)
     if info.defaults.get("img_size") is not None:
         with pytest.raises(InputShapeError, match=rf"img_size={h}\b.*img_size={h + 4}"):
-            model(torch.zeros(1, c, h + 4, w + 4))
+            model(torch.zeros(1, c, h + 4, w + 4), *rest)
 
 
 def test_the_api_error_is_a_zoo_error_and_a_value_error():
