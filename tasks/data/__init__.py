@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tasks.data.integrity import DataError
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
+    from tasks.data.speech import SpeechDataModule
     from tasks.data.text_classification import TextClassificationDataModule
     from tasks.data.timeseries import ForecastingDataModule
     from tasks.data.translation import TranslationDataModule
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "ForecastingDataModule": "timeseries",
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
-               "VisionDataModule": "vision"}
+               "VisionDataModule": "vision", "SpeechDataModule": "speech"}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +36,7 @@ __all__ = [
     "DataError",
     "ForecastingDataModule",
     "SkipGramDataModule",
+    "SpeechDataModule",
     "TensorBatchLoader",
     "TextClassificationDataModule",
     "TranslationDataModule",
