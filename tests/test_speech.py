@@ -77,6 +77,25 @@ def test_features_are_standardised_log_mels_with_padding_zeroed(fsdd):
                             "max_len": frames, "seq_len": frames}
 
 
+def test_features_are_computed_once_and_cached(data_dir, tmp_path, monkeypatch, fsdd):
+    from tasks.data import speech
+
+    first = SpeechDataModule(root=str(data_dir), cache_dir=str(tmp_path))
+    first.setup()
+    cached = list((tmp_path / "speech").glob("fsdd-logmel40x64-*.safetensors"))
+    assert len(cached) == 1 and torch.equal(first.features, fsdd.features)
+
+    def compute_again(*args, **kwargs):
+        raise AssertionError("the features were computed again instead of read from the cache")
+
+    monkeypatch.setattr(speech, "fsdd_features", compute_again)
+    second = SpeechDataModule(root=str(data_dir), cache_dir=str(tmp_path))
+    second.setup()
+    assert torch.equal(second.features, first.features)
+    with pytest.raises(AssertionError, match="computed again"):  # other settings: another cache entry
+        SpeechDataModule(root=str(data_dir), cache_dir=str(tmp_path), n_mels=32).setup()
+
+
 def _batch(dm, n=32):
     idx = dm.split["train"][:n]
     return dm.features[idx], dm.lengths[idx], dm.labels[idx]
@@ -101,7 +120,7 @@ def test_spec_augment_masks_training_batches_only(fsdd):
 
 def test_layout_follows_the_model(fsdd):
     x, lengths, _ = _batch(fsdd, 4)
-    assert (layout_for("resnet20"), layout_for("timm/resnet10t")) == ("image", "image")
+    assert (layout_for("mobilenet_tiny"), layout_for("timm/resnet10t")) == ("image", "image")
     assert (layout_for("transformer_encoder"), layout_for("lstm")) == ("sequence", "sequence")
     image = fsdd.to_batch(x, lengths, train=False, layout="image")
     assert image.shape == (4, 1, 40, 64) and torch.equal(image[:, 0], x)
@@ -123,12 +142,12 @@ def test_model_auto_picks_the_transformer_for_speech(compose_cfg):
 
 @pytest.mark.parametrize(("model", "small"), [
     ("transformer_encoder", ["model.dim=32", "model.depth=1"]),
-    ("resnet20", []),
+    ("mobilenet_tiny", []),
     ("lstm", ["model.hidden_size=32", "model.num_layers=1"]),
 ])
 def test_each_model_of_the_speech_branch_trains_on_fsdd(model, small, compose_cfg, tmp_path):
     cfg = compose_cfg(*fast_overrides("data=fsdd", f"model={model}", *small, "trainer.limit_train_batches=2",
-                                      "data.eval_batch_size=100", "logger=none"))
+                                      "data.batch_size=16", "data.eval_batch_size=50", "logger=none"))
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == model and 0 <= metrics["test/acc"] <= 1

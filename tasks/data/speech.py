@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
+from safetensors.torch import load_file, save_file
 
 from tasks.data.fetch import DOWNLOAD_TIMEOUT_S
 from tasks.data.integrity import MANIFEST_HELP, DataError, file_digest, verify_file
@@ -266,13 +267,16 @@ class SpeechDataModule(L.LightningDataModule):
         settings = {"n_mels": self.n_mels, "frames": self.frames, "n_fft": self.n_fft, "hop_length": self.hop_length}
         key = hashlib.sha256(json.dumps({"recordings": digest, "log_floor": LOG_FLOOR, **settings},
                                         sort_keys=True).encode()).hexdigest()[:16]
-        path = cache_root(self.cache_dir) / "speech" / f"fsdd-logmel{self.n_mels}x{self.frames}-{key}.pt"
+        path = cache_root(self.cache_dir) / "speech" / f"fsdd-logmel{self.n_mels}x{self.frames}-{key}.safetensors"
         if path.is_file():
-            return torch.load(path, weights_only=True)
+            try:
+                return load_file(path)  # safetensors: tensors only, nothing is unpickled
+            except Exception as e:  # noqa: BLE001 - a damaged cache file is recomputed, whatever the damage
+                log.warning("fsdd: unreadable feature cache %s (%s); computing the features again", path, e)
         out = fsdd_features(self.root, fsdd_recordings(), **settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(out, tmp)
+        save_file(out, tmp)
         tmp.replace(path)  # atomic: a concurrent reader never sees half a file
         log.info("fsdd: log-mel features of %d recordings -> %s", len(out["digits"]), path)
         return out

@@ -84,8 +84,7 @@ def _cifar_resnet(n: int, **kwargs) -> ResNet:
 
 _IMAGENET = dict(family="resnet", modality="image", tasks=("classify",), input_shape=(3, 32, 32),
                  paper="He et al. 2016")
-# The CIFAR ResNets pool globally, so they also classify a log-mel spectrogram as a one-channel image of any size.
-_CIFAR = dict(family="resnet", modality=("image", "speech"), tasks=("classify",), input_shape=(3, 32, 32),
+_CIFAR = dict(family="resnet", modality="image", tasks=("classify",), input_shape=(3, 32, 32),
               paper="He et al. 2016, section 4.2")
 
 
