@@ -22,6 +22,7 @@ import re
 import socket
 import tarfile
 import tempfile
+import urllib.request
 import wave
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -95,8 +96,6 @@ def recordings_digest(root: Path, recordings: list[Recording]) -> str:
 
 def _download_fsdd(root: Path, missing: list[Recording]) -> None:
     """Fetch the v1.0.10 release archive and extract the missing recordings from its ``recordings/`` folder."""
-    from torchvision.datasets.utils import download_url
-
     dest = root / FSDD_DIR
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {Path(r.rel).name for r in missing}
@@ -104,7 +103,7 @@ def _download_fsdd(root: Path, missing: list[Recording]) -> None:
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-            download_url(FSDD_URL, tmp, filename="fsdd.tar.gz")
+            urllib.request.urlretrieve(FSDD_URL, Path(tmp) / "fsdd.tar.gz")  # follows GitHub's redirect
             with tarfile.open(Path(tmp) / "fsdd.tar.gz") as tar:
                 for member in tar.getmembers():
                     name = Path(member.name)
