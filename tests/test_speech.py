@@ -151,3 +151,19 @@ def test_each_model_of_the_speech_branch_trains_on_fsdd(model, small, compose_cf
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == model and 0 <= metrics["test/acc"] <= 1
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("transformer_encoder", {"max_len": 64}), ("lstm", {}), ("gru", {})])
+def test_sequence_models_read_frames_and_ignore_the_padded_ones(name, kwargs):
+    import zoo
+
+    model = zoo.create_model(name, in_features=40, num_classes=10, **kwargs).eval()
+    x = torch.randn(2, 64, 40)  # (B, frames, n_mels)
+    padding_mask = torch.arange(64) >= torch.tensor([[30], [64]])  # first spectrogram: 30 real frames
+    changed = x.clone()
+    changed[0, 30:] = torch.randn(34, 40)  # other values in its padding only
+    with torch.no_grad():
+        out = model(x, padding_mask)
+        assert out.shape == (2, 10)
+        assert torch.allclose(model(changed, padding_mask), out, atol=1e-5)
+        assert not torch.allclose(model(changed), model(x), atol=1e-5)  # without the mask the padding counts
