@@ -147,7 +147,7 @@ def test_model_auto_picks_the_transformer_for_speech(compose_cfg):
 ])
 def test_each_model_of_the_speech_branch_trains_on_fsdd(model, small, compose_cfg, tmp_path):
     cfg = compose_cfg(*fast_overrides("data=fsdd", f"model={model}", *small, "trainer.limit_train_batches=2",
-                                      "data.batch_size=16", "data.eval_batch_size=50", "logger=none"))
+                                      "data.batch_size=16", "data.eval_batch_size=16", "logger=none"))
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == model and 0 <= metrics["test/acc"] <= 1
