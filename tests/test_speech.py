@@ -135,6 +135,7 @@ def test_model_auto_picks_the_transformer_for_speech(compose_cfg):
     cfg = compose_cfg("data=fsdd")
     assert cfg.model.name == "transformer_encoder"
     assert "input data type: speech" in cfg.selection.selection.summary
+    assert (cfg.trainer.max_epochs, cfg.task.label_smoothing) == (20, 0.1)  # its own recipe on fsdd applies
     dm = SpeechDataModule(root=cfg.data.root)
     kwargs = model_config(cfg, dm)
     assert (kwargs["in_features"], kwargs["num_classes"], kwargs["max_len"]) == (40, 10, 64)
@@ -167,3 +168,20 @@ def test_sequence_models_read_frames_and_ignore_the_padded_ones(name, kwargs):
         assert out.shape == (2, 10)
         assert torch.allclose(model(changed, padding_mask), out, atol=1e-5)
         assert not torch.allclose(model(changed), model(x), atol=1e-5)  # without the mask the padding counts
+
+
+@pytest.mark.parametrize("model", ["transformer_encoder", "mobilenet_tiny", "lstm"])
+def test_compare_speech_gives_every_model_the_same_budget_on_fsdd(model, compose_cfg):
+    from tasks.validate import check_compatible
+
+    cfg = compose_cfg("experiment=compare_speech", f"model={model}")
+    assert (cfg.data.dataset, cfg.trainer.max_epochs, cfg.task.label_smoothing) == ("fsdd", 12, 0.1)  # no recipe
+    check_compatible(cfg)  # the model can train on speech
+
+
+def test_an_image_only_model_on_fsdd_fails_naming_the_speech_models(compose_cfg):
+    from tasks.validate import ConfigError, check_compatible
+
+    cfg = compose_cfg("data=fsdd", "model=lenet5")
+    with pytest.raises(ConfigError, match=r"fsdd is speech data for classify.*Models for fsdd: .*mobilenet_tiny"):
+        check_compatible(cfg)
