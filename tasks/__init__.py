@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.forecasting import ForecastingTask
     from tasks.generative import GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
+    from tasks.regression import RegressionTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask
 
@@ -26,6 +27,7 @@ _LAZY_NAMES = {
     "GANTask": "tasks.generative",
     "LanguageModelTask": "tasks.language_model",
     "ReconstructionTask": "tasks.generative",
+    "RegressionTask": "tasks.regression",
     "Seq2SeqTask": "tasks.seq2seq",
     "VAETask": "tasks.generative",
     "Word2VecTask": "tasks.word2vec",
@@ -37,6 +39,7 @@ __all__ = [
     "GANTask",
     "LanguageModelTask",
     "ReconstructionTask",
+    "RegressionTask",
     "Seq2SeqTask",
     "VAETask",
     "Word2VecTask",

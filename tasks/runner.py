@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -64,7 +65,21 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     loggers = _instantiate_all(cfg.get("logger")) or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                           default_root_dir=cfg.paths.output_dir)
+    _cache_cuda_check(trainer)
     return datamodule, task, trainer, speed
+
+
+def _cache_cuda_check(trainer: L.Trainer) -> None:
+    """On a machine without a CUDA device, answer ``torch.cuda.is_available()`` from torch's cached count.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` at import (a check that cannot poison forked
+    processes), and with a CUDA build of torch every Adam/AdamW step then asks NVML again (its
+    graph-capture health check): a ``dlopen`` and ``nvmlInit`` per step, 0.25 ms here, 2-3% of a LeNet-5
+    step (benchmarks/README.md). Without a device there is nothing to poison, so the cached runtime
+    count (0.6 us) answers instead. A CUDA machine keeps Lightning's setting.
+    """
+    if trainer.accelerator.__class__.__name__ == "CPUAccelerator" and torch.cuda.device_count() == 0:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
 
 
 def model_config(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:

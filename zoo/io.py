@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-__all__ = ["write_atomic"]
+__all__ = ["cached", "write_atomic"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -45,3 +49,38 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def cached(path: str | Path, *, read: Callable[[Path], T], build: Callable[[], T],
+           write: Callable[[T, IO[bytes]], Any]) -> T:
+    """The value cached in file ``path``: ``read(path)`` if the file is there, else ``build()``, saved there.
+
+    Built once across processes: a builder holds ``path``'s lock file (``<path>.lock``) and looks again
+    after taking it, so two runs that miss the same cache at once (the jobs of a parallel sweep) build it
+    once, the second one reading what the first wrote. ``write(value, file)`` saves atomically
+    (:func:`write_atomic`). A file that ``read`` cannot read (truncated, from an older format) is
+    rebuilt, with a warning.
+    """
+    from filelock import FileLock
+
+    path = Path(path)
+    value = _read_cache(path, read)
+    if value is not None:
+        return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        value = _read_cache(path, read)  # built by another process while this one waited for the lock
+        if value is None:
+            value = build()
+            write_atomic(path, lambda f: write(value, f))
+    return value
+
+
+def _read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
+        log.warning("rebuilding the unreadable cache file %s (%s: %s)", path, type(e).__name__, e)
+        return None

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
     from tasks.data.speech import SpeechDataModule
+    from tasks.data.tabular import TabularDataModule
     from tasks.data.text_classification import TextClassificationDataModule
     from tasks.data.timeseries import ForecastingDataModule
     from tasks.data.translation import TranslationDataModule
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "ForecastingDataModule": "timeseries",
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
+               "TabularDataModule": "tabular",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
                "VisionDataModule": "vision", "SpeechDataModule": "speech"}
 
@@ -37,6 +39,7 @@ __all__ = [
     "ForecastingDataModule",
     "SkipGramDataModule",
     "SpeechDataModule",
+    "TabularDataModule",
     "TensorBatchLoader",
     "TextClassificationDataModule",
     "TranslationDataModule",
