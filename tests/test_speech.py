@@ -13,7 +13,7 @@ import torch
 from tasks.data import DataError, SpeechDataModule
 from tasks.data.speech import FSDD_DIGEST, fsdd_recordings, layout_for, read_wav, recordings_digest
 from tasks.runner import model_config, run
-from tests.conftest import fast_overrides
+from tests.conftest import SMALL_DATA, SMALL_MODEL, fast_overrides
 
 
 def _write_wav(path, samples: torch.Tensor, *, rate: int = 8000, channels: int = 1) -> None:
@@ -141,14 +141,10 @@ def test_model_auto_picks_the_transformer_for_speech(compose_cfg):
     assert (kwargs["in_features"], kwargs["num_classes"], kwargs["max_len"]) == (40, 10, 64)
 
 
-@pytest.mark.parametrize(("model", "small"), [
-    ("transformer_encoder", ["model.dim=32", "model.depth=1"]),
-    ("mobilenet_tiny", []),
-    ("lstm", ["model.hidden_size=32", "model.num_layers=1"]),
-])
-def test_each_model_of_the_speech_branch_trains_on_fsdd(model, small, compose_cfg, tmp_path):
-    cfg = compose_cfg(*fast_overrides("data=fsdd", f"model={model}", *small, "trainer.limit_train_batches=2",
-                                      "data.batch_size=16", "data.eval_batch_size=16", "logger=none"))
+@pytest.mark.parametrize("model", ["transformer_encoder", "mobilenet_tiny", "lstm"])
+def test_each_model_of_the_speech_branch_trains_on_fsdd(model, compose_cfg, tmp_path):
+    cfg = compose_cfg(*fast_overrides("data=fsdd", f"model={model}", *SMALL_MODEL.get(model, []), *SMALL_DATA["fsdd"],
+                                      "trainer.limit_train_batches=2", "logger=none"))
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == model and 0 <= metrics["test/acc"] <= 1

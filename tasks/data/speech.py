@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import socket
 import tarfile
@@ -29,12 +28,13 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from tasks.data.fetch import DOWNLOAD_TIMEOUT_S
 from tasks.data.integrity import MANIFEST_HELP, DataError, file_digest, verify_file
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
 from tasks.data.tokenize import cache_root
+from zoo.io import cached
 
 log = logging.getLogger(__name__)
 
@@ -267,18 +267,8 @@ class SpeechDataModule(L.LightningDataModule):
         key = hashlib.sha256(json.dumps({"recordings": digest, "log_floor": LOG_FLOOR, **settings},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = cache_root(self.cache_dir) / "speech" / f"fsdd-logmel{self.n_mels}x{self.frames}-{key}.safetensors"
-        if path.is_file():
-            try:
-                return load_file(path)  # safetensors: tensors only, nothing is unpickled
-            except Exception as e:  # noqa: BLE001 - a damaged cache file is recomputed, whatever the damage
-                log.warning("fsdd: unreadable feature cache %s (%s); computing the features again", path, e)
-        out = fsdd_features(self.root, fsdd_recordings(), **settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file(out, tmp)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-        log.info("fsdd: log-mel features of %d recordings -> %s", len(out["digits"]), path)
-        return out
+        return cached(path, read=load_file, build=lambda: fsdd_features(self.root, fsdd_recordings(), **settings),
+                      write=lambda value, f: f.write(save(value)))  # safetensors: tensors only, nothing unpickled
 
     def setup(self, stage: str | None = None) -> None:
         if self.features is not None:
