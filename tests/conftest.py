@@ -75,4 +75,5 @@ SMALL_DATA = {
     "multi30k": ["data.batch_size=16", "data.eval_batch_size=8", "task.max_decode_len=8", "task.beam_size=2"],
     "etth1": ["data.batch_size=16", "data.eval_batch_size=64"],
     "word2vec": ["data.batch_size=256", "data.eval_batch_size=1024"],
+    "fsdd": ["data.batch_size=16", "data.eval_batch_size=16"],
 }

@@ -5,7 +5,8 @@ diagram is this function's output, checked by a test) and :func:`routes_to` find
 lead to a model, so the code, the diagram and ``zoo info`` cannot disagree. It follows the study
 notes' tree: image -> CNN/ViT (high accuracy -> ResNet, else the lightweight CNN),
 text/speech -> Transformer, time series -> LSTM/Transformer, generation -> GAN (VAE/diffusion when asked),
-extended with the task a text model must do and with tabular data (an MLP).
+extended with the task a text model must do, speech as its own node (spoken-word classification: the
+Transformer over log-mel frames) and tabular data (an MLP).
 
 >>> zoo.select("image", accuracy="light").name
 'mobilenet_tiny'
@@ -37,7 +38,7 @@ class Node(NamedTuple):
 # images rather than labels); the other questions read the Query field of the same name.
 TREE: dict[str, Node] = {
     "start": Node("input data type?", ask="kind", branches=(
-        ("image", "image"), ("text", "text"), ("speech", "text"), ("timeseries", "timeseries"),
+        ("image", "image"), ("text", "text"), ("speech", "speech"), ("timeseries", "timeseries"),
         ("generation", "generation"), ("tabular", "mlp"))),
     "image": Node("CNN or ViT?", ask="arch", branches=(("cnn", "accuracy"), ("vit", "vit_tiny"))),
     "accuracy": Node("need high accuracy?", ask="accuracy", branches=(("high", "resnet"),
@@ -57,6 +58,9 @@ TREE: dict[str, Node] = {
     "gpt": Node("gpt", model="gpt", note="decoder-only, causal language model"),
     "transformer": Node("transformer", model="transformer", note="encoder-decoder (Vaswani et al. 2017)"),
     "word2vec": Node("word2vec", model="word2vec", note="static word vectors (skip-gram)"),
+    "speech": Node("speech task?", ask="task", branches=(("classify", "speech_transformer"),)),
+    "speech_transformer": Node("transformer_encoder", model="transformer_encoder",
+                               note="log-mel frames; attention over the whole utterance"),
     "timeseries": Node("LSTM or Transformer?", ask="sequence", branches=(("lstm", "lstm"),
                                                                        ("transformer", "ts_transformer"))),
     "lstm": Node("lstm", model="lstm", note="recurrent, one step at a time"),
@@ -145,7 +149,7 @@ def _normalise(modality: str, task: str | None) -> tuple[str, str]:
     if modality not in MODALITIES:
         raise ZooError(f"unknown modality {modality!r}: the decision tree knows {', '.join(MODALITIES)}.")
     task = TASK_ALIASES.get(task, task) if task else DEFAULT_TASK[modality]
-    if modality in ("text", "speech") and task == "generate":
+    if modality == "text" and task == "generate":
         task = "lm"  # generating text is autoregressive language modelling
     return modality, task
 

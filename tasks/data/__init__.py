@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tasks.data.integrity import DataError
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
+    from tasks.data.speech import SpeechDataModule
     from tasks.data.tabular import TabularDataModule
     from tasks.data.text_classification import TextClassificationDataModule
     from tasks.data.timeseries import ForecastingDataModule
@@ -21,7 +22,7 @@ _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "Forecas
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
                "TabularDataModule": "tabular",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
-               "VisionDataModule": "vision"}
+               "VisionDataModule": "vision", "SpeechDataModule": "speech"}
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +38,7 @@ __all__ = [
     "DataError",
     "ForecastingDataModule",
     "SkipGramDataModule",
+    "SpeechDataModule",
     "TabularDataModule",
     "TensorBatchLoader",
     "TextClassificationDataModule",

@@ -5,7 +5,7 @@ from zoo.layers.attention import AdditiveAttention, AttentionOutput, KVCache, Mu
 from zoo.layers.classifier import ClassifierMixin, SequenceFeatures
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.deconv import ConvTransposeNormAct
-from zoo.layers.embedding import TokenEmbedding
+from zoo.layers.embedding import FeatureEmbedding, TokenEmbedding
 from zoo.layers.mlp import FeedForward, LinearNormAct
 from zoo.layers.noise import NOISE_KINDS, PixelNoise
 from zoo.layers.position import (
@@ -44,6 +44,7 @@ __all__ = [
     "DecoderLayer",
     "DepthwiseSeparableConv",
     "EncoderLayer",
+    "FeatureEmbedding",
     "FeedForward",
     "KVCache",
     "LearnedPositionalEmbedding",

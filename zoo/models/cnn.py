@@ -151,7 +151,8 @@ def alexnet(*, num_classes: int = 10, in_chans: int = 3, width: int = 1024, drop
     return AlexNet(num_classes=num_classes, in_chans=in_chans, width=width, drop_rate=drop_rate)
 
 
-@register_model(family="mobilenet", modality="image", tasks=("classify",), input_shape=(3, 32, 32),
+# It pools globally, so it also classifies a log-mel spectrogram as a one-channel image of any size (speech).
+@register_model(family="mobilenet", modality=("image", "speech"), tasks=("classify",), input_shape=(3, 32, 32),
                 paper="Howard et al. 2017")
 def mobilenet_tiny(
     *, num_classes: int = 10, in_chans: int = 3, width_mult: float = 0.5, drop_rate: float = 0.1

@@ -4,7 +4,8 @@ One builder per cell (``rnn``, ``lstm``, ``gru``); its ``task`` keyword picks th
 name (and one config) serves three tasks with the same recurrent core:
 
 - ``task="classify"`` (the default): :class:`RNNClassifier`, token ids (B, T) -> class logits; needs
-  ``vocab_size`` and ``num_classes``; ``pool`` and ``bidirectional`` apply.
+  ``vocab_size`` and ``num_classes``; ``pool`` and ``bidirectional`` apply. Given ``in_features`` it reads
+  feature vectors (B, T, F) instead (log-mel frames of speech), with no embedding.
 - ``task="lm"``: :class:`RNNLanguageModel`, token ids (B, T) -> next-token logits (B, T, V) at every
   step; needs ``vocab_size``; never bidirectional (it must not see the future); ``tie_weights`` applies.
 - ``task="forecast"``: :class:`RNNForecaster`, a (B, L, C) window -> (B, horizon, C'); needs
@@ -102,7 +103,8 @@ class RecurrentCore(nn.Module):
 
 
 class RNNClassifier(ClassifierMixin, nn.Module):
-    """Token ids -> embedding -> recurrent core -> pooled features -> class logits.
+    """Token ids -> embedding -> recurrent core -> pooled features -> class logits. With ``in_features`` the core
+    reads feature vectors (B, T, F) directly (spectrogram frames: they are the input vectors an embedding makes).
 
     timm's surface, with the padding mask carried along: ``forward_features(tokens, padding_mask)`` returns a
     :class:`~zoo.layers.SequenceFeatures` (outputs (B, T, F), the mask, the final state (B, F)), which
@@ -110,13 +112,19 @@ class RNNClassifier(ClassifierMixin, nn.Module):
     equals ``m(tokens, mask)``; ``pre_logits=True`` returns the pooled (B, ``num_features``) vector.
     """
 
-    def __init__(self, *, cell: str, vocab_size: int, num_classes: int, embed_dim: int, hidden_size: int,
-                 num_layers: int, bidirectional: bool, dropout: float, pad_id: int, pool: str) -> None:
+    def __init__(self, *, cell: str, vocab_size: int | None, num_classes: int, embed_dim: int, hidden_size: int,
+                 num_layers: int, bidirectional: bool, dropout: float, pad_id: int, pool: str,
+                 in_features: int | None = None) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"pool={pool!r}; choose one of {', '.join(POOLS)}")
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.core = RecurrentCore(cell=cell, input_size=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+        if in_features is not None:
+            self.embed, input_size = nn.Identity(), in_features
+        elif vocab_size is not None:
+            self.embed, input_size = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id), embed_dim
+        else:
+            raise ValueError("RNNClassifier needs vocab_size (token ids) or in_features (feature vectors)")
+        self.core = RecurrentCore(cell=cell, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                                   bidirectional=bidirectional, dropout=dropout)
         self.pool = pool
         self.drop = nn.Dropout(dropout)
@@ -124,7 +132,8 @@ class RNNClassifier(ClassifierMixin, nn.Module):
         self.head = nn.Linear(self.core.out_features, num_classes)
 
     def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> SequenceFeatures:
-        """Token ids (B, T) and padding mask (B, T, True at padding) -> outputs (B, T, F), mask, final state (B, F)."""
+        """Token ids (B, T) or features (B, T, F_in), and padding mask (B, T, True at padding) -> outputs (B, T, F),
+        mask, final state (B, F)."""
         lengths = None if padding_mask is None else (~padding_mask).sum(1)
         out, last = self.core(self.drop(self.embed(tokens)), lengths)  # (B, T, F), (B, F)
         return SequenceFeatures(out, padding_mask, last)
@@ -299,10 +308,10 @@ def _recurrent(cell: str, *, task: str, vocab_size: int | None, in_features: int
             raise ValueError(f"{cell} with task={task!r} needs {', '.join(missing)} (a data config supplies them)")
 
     if task == "classify":
-        need(vocab_size=vocab_size, num_classes=num_classes)
+        need(num_classes=num_classes, **({} if in_features is not None else {"vocab_size": vocab_size}))
         return RNNClassifier(cell=cell, vocab_size=vocab_size, num_classes=num_classes, embed_dim=embed_dim,
                              hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                             dropout=dropout, pad_id=pad_id, pool=pool)
+                             dropout=dropout, pad_id=pad_id, pool=pool, in_features=in_features)
     if task == "lm":
         need(vocab_size=vocab_size)
         if bidirectional:
@@ -323,7 +332,8 @@ def _example(batch: int) -> tuple[torch.Tensor, ...]:
     return (torch.randint(1, 100, (batch, 12)),)
 
 
-_META = dict(family="rnn", modality=("text", "timeseries"), tasks=("classify", "lm", "forecast"), example=_example)
+_META = dict(family="rnn", modality=("text", "timeseries", "speech"), tasks=("classify", "lm", "forecast"),
+             example=_example)
 
 
 @register_model(paper="Elman 1990", **_META)

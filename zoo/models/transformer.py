@@ -18,6 +18,7 @@ from torch import nn
 from zoo.layers import (
     ClassifierMixin,
     DecoderCache,
+    FeatureEmbedding,
     SequenceFeatures,
     TokenEmbedding,
     TransformerDecoder,
@@ -106,7 +107,9 @@ class Seq2SeqTransformer(nn.Module):
 
 
 class TransformerClassifier(ClassifierMixin, nn.Module):
-    """Encoder-only Transformer over token ids; masked mean pooling of the last layer, then a linear head.
+    """Encoder-only Transformer over token ids, or over feature vectors (``in_features``: log-mel frames, each
+    projected linearly, :class:`~zoo.layers.FeatureEmbedding`); masked mean pooling of the last layer, then a
+    linear head.
 
     timm's surface, with the padding mask carried along: ``forward_features(tokens, padding_mask)`` returns a
     :class:`~zoo.layers.SequenceFeatures` (encoded tokens (B, T, D) and the mask), which ``forward_head`` pools
@@ -114,11 +117,17 @@ class TransformerClassifier(ClassifierMixin, nn.Module):
     ``pre_logits=True`` returns the pooled (B, ``num_features``) vector.
     """
 
-    def __init__(self, *, vocab_size: int, num_classes: int, pad_id: int, max_len: int, dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool) -> None:
+    def __init__(self, *, vocab_size: int | None, num_classes: int, pad_id: int, max_len: int, dim: int, depth: int,
+                 num_heads: int, mlp_ratio: float, dropout: float, pos: str, norm_first: bool,
+                 in_features: int | None = None) -> None:
         super().__init__()
         rope = create_rope(pos, head_dim=dim // num_heads, max_len=max_len)
-        self.embed = TokenEmbedding(vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        if in_features is not None:
+            self.embed = FeatureEmbedding(in_features, dim, max_len=max_len, pos=pos, dropout=dropout)
+        elif vocab_size is not None:
+            self.embed = TokenEmbedding(vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        else:
+            raise ValueError("TransformerClassifier needs vocab_size (token ids) or in_features (feature vectors)")
         self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
                                           attn_dropout=dropout, norm_first=norm_first, rope=rope)
         self.drop = nn.Dropout(dropout)
@@ -127,7 +136,7 @@ class TransformerClassifier(ClassifierMixin, nn.Module):
         _init_weights(self, embed_std=dim**-0.5, xavier=True)
 
     def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> SequenceFeatures:
-        """Token ids (B, T) and padding mask (B, T, True at padding) -> encoded tokens (B, T, D) and the mask."""
+        """Token ids (B, T) or features (B, T, F), and padding mask (B, T, True at padding) -> encoded (B, T, D), mask."""
         return SequenceFeatures(self.encoder(self.embed(tokens), key_padding_mask=padding_mask), padding_mask)
 
     def forward_head(self, x: SequenceFeatures | torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
@@ -220,7 +229,7 @@ def _encoder_example(batch: int) -> tuple[torch.Tensor, ...]:
     return (torch.randint(1, 100, (batch, 12)),)
 
 
-@register_model(family="transformer", modality=("text", "timeseries"), tasks=("classify", "forecast"),
+@register_model(family="transformer", modality=("text", "timeseries", "speech"), tasks=("classify", "forecast"),
                 example=_encoder_example, paper="Vaswani et al. 2017; Devlin et al. 2019; Nie et al. 2023")
 def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
                         num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
@@ -228,13 +237,15 @@ def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000
                         depth: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1,
                         pos: str = "sinusoidal", norm_first: bool = True, patch_len: int = 16,
                         patch_stride: int = 8, revin: bool = True) -> nn.Module:
-    """Encoder-only Transformer: ``task="classify"`` over token ids, ``task="forecast"`` over patches."""
+    """Encoder-only Transformer: ``task="classify"`` over token ids (or, given ``in_features``, over feature
+    vectors such as log-mel frames), ``task="forecast"`` over patches."""
     if task == "classify":
-        if vocab_size is None or num_classes is None:
-            raise ValueError("transformer_encoder with task='classify' needs vocab_size and num_classes")
+        if (vocab_size is None and in_features is None) or num_classes is None:
+            raise ValueError("transformer_encoder with task='classify' needs num_classes and vocab_size (token ids) "
+                             "or in_features (feature vectors)")
         return TransformerClassifier(vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id, max_len=max_len,
                                      dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
-                                     pos=pos, norm_first=norm_first)
+                                     pos=pos, norm_first=norm_first, in_features=in_features)
     if task == "forecast":
         if in_features is None or horizon is None or seq_len is None:
             raise ValueError("transformer_encoder with task='forecast' needs in_features, horizon and seq_len")
