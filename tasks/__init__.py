@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.forecasting import ForecastingTask
     from tasks.generative import GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
+    from tasks.masked_lm import MaskedLMTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask
 
@@ -30,6 +31,7 @@ _LAZY_NAMES = {
     "VAETask": "tasks.generative",
     "Word2VecTask": "tasks.word2vec",
     "ZooTask": "tasks.base",
+    "MaskedLMTask": "tasks.masked_lm",
 }
 __all__ = [
     "ClassificationTask",
@@ -41,6 +43,7 @@ __all__ = [
     "VAETask",
     "Word2VecTask",
     "ZooTask",
+    "MaskedLMTask",
 ]
 
 

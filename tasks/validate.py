@@ -43,6 +43,8 @@ class RunSchema:
     ckpt_path: str | None = None
     checkpoint_every: int = 500
     test: bool = True
+    init_from: str | None = None
+    stages: dict | None = None
 
 
 def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:

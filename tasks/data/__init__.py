@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
     from tasks.data.text_classification import TextClassificationDataModule
+    from tasks.data.text_corpus import TextCorpusDataModule
     from tasks.data.timeseries import ForecastingDataModule
     from tasks.data.translation import TranslationDataModule
     from tasks.data.vision import VisionDataModule
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "ForecastingDataModule": "timeseries",
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
-               "VisionDataModule": "vision"}
+               "VisionDataModule": "vision", "TextCorpusDataModule": "text_corpus"}
 
 
 def __getattr__(name: str) -> Any:
@@ -39,4 +40,5 @@ __all__ = [
     "TextClassificationDataModule",
     "TranslationDataModule",
     "VisionDataModule",
+    "TextCorpusDataModule",
 ]

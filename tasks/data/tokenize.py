@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every trained tokenizer
 PAD_ID, BOS_ID, EOS_ID = 0, 2, 3
+MASK = "<mask>"  # masked-LM pretraining's extra special token (train_tokenizer(mask=True)): id 4
+MASK_ID = len(SPECIALS)
 DEFAULT_CACHE = "~/.cache/dnn-zoo"
 
 
@@ -75,8 +77,12 @@ def train_tokenizer(
     vocab_size: int = 8000,
     lowercase: bool = False,
     cache_dir: str | None = None,
+    mask: bool = False,
 ):
     """A BPE or WordPiece tokenizer trained on ``texts`` (a train split), loaded from the cache if trained before.
+
+    ``mask=True`` adds the ``<mask>`` token of masked-LM pretraining after the four specials (id
+    :data:`MASK_ID`); a classifier fine-tuned from such a model reuses that tokenizer (``tokenizer_file``).
 
     Pre-tokenisation is Metaspace (spaces become part of the pieces), so ``decode`` gives back the
     original spacing: translations are detokenised exactly for sacreBLEU.
@@ -85,24 +91,25 @@ def train_tokenizer(
 
     if algorithm not in ("bpe", "wordpiece"):
         raise DataError(f"tokenizer algorithm {algorithm!r}; choose 'bpe' or 'wordpiece'")
-    key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=SPECIALS)
+    specials = (*SPECIALS, MASK) if mask else SPECIALS
+    key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=specials)
     path = cache_root(cache_dir) / "tokenizers" / f"{name}-{algorithm}{vocab_size}-{key}.json"
     if path.is_file():
         return Tokenizer.from_file(str(path))
 
     if algorithm == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False)
     else:
         tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials),
                                             show_progress=False)
     norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tok.normalizer = normalizers.Sequence(norms)
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    for i, s in enumerate(SPECIALS):
+    for i, s in enumerate(specials):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -124,3 +131,18 @@ def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: 
         out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         lengths[i] = len(ids)
     return out, lengths
+
+
+def load_tokenizer(path: str | Path):
+    """A tokenizer saved as JSON (``Tokenizer.save``), e.g. the one a pretraining run stored with its checkpoint."""
+    from tokenizers import Tokenizer
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"tokenizer file not found: {path}. Pass the tokenizer.json of the pretraining run "
+                        "(init_from=CKPT writes it into the run folder), or drop data.tokenizer_file to train one.")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for bad JSON
+        raise DataError(f"{path} is not a tokenizer saved by the tokenizers library ({e}); pass the "
+                        "tokenizer.json of the pretraining run.") from None
