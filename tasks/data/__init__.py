@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tasks.data.char_lm import CharLMDataModule
+    from tasks.data.image_folder import ImageFolderDataModule
     from tasks.data.integrity import DataError
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "ForecastingDataModule": "timeseries",
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
-               "VisionDataModule": "vision", "TextCorpusDataModule": "text_corpus"}
+               "VisionDataModule": "vision", "TextCorpusDataModule": "text_corpus",
+               "ImageFolderDataModule": "image_folder"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,4 +43,5 @@ __all__ = [
     "TranslationDataModule",
     "VisionDataModule",
     "TextCorpusDataModule",
+    "ImageFolderDataModule",
 ]

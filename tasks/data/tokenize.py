@@ -124,12 +124,12 @@ def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: 
     """Encode, truncate to ``max_len`` (BOS/EOS included) and right-pad -> (N, max_len) ids, (N,) lengths."""
     bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
     room = max_len - int(bos) - int(eos)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast: the same ids, no character offsets
+    rows = [([bos_id] if bos else []) + enc.ids[:room] + ([eos_id] if eos else []) for enc in encode(list(texts))]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
     out = torch.full((len(texts), max_len), pad_id, dtype=torch.long)
-    lengths = torch.empty(len(texts), dtype=torch.long)
-    for i, enc in enumerate(tok.encode_batch(list(texts))):
-        ids = ([bos_id] if bos else []) + enc.ids[:room] + ([eos_id] if eos else [])
-        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        lengths[i] = len(ids)
+    # one copy of all ids into the row-major positions before each row's length (a tensor per row costs ~20 us)
+    out[torch.arange(max_len)[None, :] < lengths[:, None]] = torch.tensor([i for r in rows for i in r], dtype=torch.long)
     return out, lengths
 
 
