@@ -81,10 +81,11 @@ def run_stages(cfg: DictConfig, *, overrides: list[str] | None = None) -> dict[s
     checkpoints: dict[str, str] = {}
     for name, spec in specs.items():
         stage_out = out / name
-        added = [*spec.get("overrides", []), "stages=null", f"paths.output_dir={stage_out}"]
+        own = list(spec.get("overrides", []))
         if spec.get("init_from"):
-            added.append(f"init_from={checkpoints[spec['init_from']]}")
-        print(f"[stage {name}] {' '.join(added[:-2] + added[-1:])}  -> {stage_out}", flush=True)
+            own.append(f"init_from={checkpoints[spec['init_from']]}")
+        added = [*own, "stages=null", f"paths.output_dir={stage_out}"]
+        print(f"[stage {name}] {' '.join(own)}  -> {stage_out}", flush=True)
         t0 = time.perf_counter()
         done = stage_out / "metrics.json"
         if done.is_file():  # finished in an earlier, interrupted invocation
