@@ -23,7 +23,7 @@ from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
 from tasks.init_from import init_model, read_init_checkpoint
 from tasks.resolve import resolve_for_run, resolve_monitor
-from tasks.validate import ConfigError, validate_config
+from tasks.validate import ConfigError, check_required, validate_config
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
         return run_stages(cfg)
     out = Path(cfg.paths.output_dir)
+    check_required(cfg)  # before model=auto reads the data: data.path=??? would fail there with a traceback
     cfg = resolve_for_run(cfg, out)  # model=auto and model-implied tasks; prints them, writes selection.json
     validate_config(cfg)  # bad keys, values and model/data pairs stop here, before any data is read
     out.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,21 @@ def validate_config(cfg: DictConfig) -> None:
     check_output_dir(cfg)
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Values a config leaves for the user (``???``, e.g. ``data.path`` of ``data=image_folder``) are given."""
+    # group by group: Hydra's own node holds values that are missing until its job runs (hydra.job.num)
+    missing = sorted(k for group in cfg if group != "hydra" and OmegaConf.is_dict(cfg._get_node(group))
+                     for k in OmegaConf.missing_keys(cfg._get_node(group)))
+    if missing:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = cfg.hydra.runtime.choices if "hydra" in cfg else (
+            HydraConfig.get().runtime.choices if HydraConfig.initialized() else {})
+        data = choices.get("data")
+        raise ConfigError(f"{', '.join(missing)} must be set{f' for data={data}' if data else ''}: add "
+                          f"{' '.join(f'{k}=...' for k in missing)} to the command line (README: Your own data).")
+
+
 # -- schemas -------------------------------------------------------------------------------------------------
 
 def _container(cfg: DictConfig, key: str) -> Any:

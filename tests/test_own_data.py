@@ -59,8 +59,13 @@ def test_image_folder_is_read_once_resized_split_and_trains(compose_cfg, tmp_pat
     assert metrics["model"] == "resnet20" and 0 <= metrics["test/acc"] <= 1
 
 
-def test_image_folder_test_path_and_clear_errors(tmp_path):
+def test_image_folder_test_path_and_clear_errors(compose_cfg, tmp_path):
     from tasks.data import ImageFolderDataModule
+    from tasks.validate import ConfigError
+
+    for data in ("image_folder", "text_file"):  # the path is the user's to give: one line saying so
+        with pytest.raises(ConfigError, match="^data.path must be set for data=.*: add data.path=..."):
+            run(compose_cfg(f"data={data}", resolve=False, return_hydra_config=True))
 
     train = _image_folder(tmp_path / "train")
     test = _image_folder(tmp_path / "test", per_class=3)
