@@ -63,7 +63,8 @@ STACK = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "lightning", "ligh
 # ``gpu_check.sh prepare``). Image classification on MNIST (the CIFAR-10 batches are too big to carry).
 KIND_DATA = {"classify": "mnist", "lm": "tiny_shakespeare", "forecast": "etth1", "seq2seq": "multi30k",
              "embed": "word2vec", "generate": "mnist", "reconstruct": "mnist", "denoise": "mnist",
-             "regress": "concrete"}
+             "regress": "concrete",
+             "mlm": "sst2_mlm"}
 TEXT_CLASSIFY_DATA = "sst2"
 DATA_FILES = ["MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz",
               "MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.forecasting import ForecastingTask
     from tasks.generative import DiffusionTask, GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
+    from tasks.masked_lm import MaskedLMTask
     from tasks.regression import RegressionTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask
@@ -33,6 +34,7 @@ _LAZY_NAMES = {
     "Word2VecTask": "tasks.word2vec",
     "ZooTask": "tasks.base",
     "DiffusionTask": "tasks.generative",
+    "MaskedLMTask": "tasks.masked_lm",
 }
 __all__ = [
     "ClassificationTask",
@@ -46,6 +48,7 @@ __all__ = [
     "Word2VecTask",
     "ZooTask",
     "DiffusionTask",
+    "MaskedLMTask",
 ]
 
 

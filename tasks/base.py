@@ -102,6 +102,12 @@ class ZooTask(L.LightningModule):
         # What zoo.load_model needs to rebuild the model alone: its registry name, its builder kwargs, and
         # where its weights are in the task's state dict (the task holds it as `self.model`).
         checkpoint["zoo"] = {"model": self.model_name, "kwargs": dict(self.model_kwargs), "prefix": "model."}
+        # A text model's token ids mean nothing without its tokenizer: it travels along (as its JSON string, which
+        # weights_only loading accepts), so that init_from=CKPT fine-tunes on text tokenised the same way.
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer = getattr(dm, "tokenizer", None)
+        if hasattr(tokenizer, "to_str"):
+            checkpoint["tokenizer"] = tokenizer.to_str()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from tasks.callbacks import SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
+from tasks.init_from import init_model, read_init_checkpoint
 from tasks.resolve import resolve_for_run, resolve_monitor
-from tasks.validate import ConfigError, validate_config
+from tasks.validate import ConfigError, check_required, validate_config
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resolve_monitor(cfg)  # monitor.metric=auto -> the task class's own (configs composed without resolve_config)
     datamodule = instantiate(cfg.data, _convert_="all")
+    init_from = cfg.get("init_from")
+    if init_from:  # before the data states its facts: the checkpoint may bring the tokenizer
+        init_ckpt = read_init_checkpoint(init_from, datamodule, Path(cfg.paths.output_dir))
     task = instantiate(cfg.task, model=model_config(cfg, datamodule), _convert_="all")
+    if init_from:
+        init_model(task.model, init_ckpt, source=str(init_from), out=Path(cfg.paths.output_dir))
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False
@@ -107,8 +113,17 @@ def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics."""
+    """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics.
+
+    A config with ``stages`` (an experiment of several runs, e.g. pretraining then fine-tuning) runs each stage
+    in turn instead (tasks/stages.py).
+    """
+    if cfg.get("stages"):
+        from tasks.stages import run_stages
+
+        return run_stages(cfg)
     out = Path(cfg.paths.output_dir)
+    check_required(cfg)  # before model=auto reads the data: data.path=??? would fail there with a traceback
     cfg = resolve_for_run(cfg, out)  # model=auto and model-implied tasks; prints them, writes selection.json
     validate_config(cfg)  # bad keys, values and model/data pairs stop here, before any data is read
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "samples_per_s": round(speed.samples_per_s * trainer.world_size, 1),  # all ranks (equal shards)
         "world_size": trainer.world_size,
         "best_checkpoint": best,
+        "init_from": cfg.get("init_from"),
         "seed": cfg.seed,
     }
     if trainer.is_global_zero:

@@ -43,6 +43,8 @@ class RunSchema:
     ckpt_path: str | None = None
     checkpoint_every: int = 500
     test: bool = True
+    init_from: str | None = None
+    stages: dict | None = None
 
 
 def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:
@@ -75,6 +77,21 @@ def validate_config(cfg: DictConfig) -> None:
     check_compatible(cfg)  # first: a model that cannot train on the data is the cause of any later complaint
     check_schemas(cfg)
     check_output_dir(cfg)
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Values a config leaves for the user (``???``, e.g. ``data.path`` of ``data=image_folder``) are given."""
+    # group by group: Hydra's own node holds values that are missing until its job runs (hydra.job.num)
+    missing = sorted(k for group in cfg if group != "hydra" and OmegaConf.is_dict(cfg._get_node(group))
+                     for k in OmegaConf.missing_keys(cfg._get_node(group)))
+    if missing:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = cfg.hydra.runtime.choices if "hydra" in cfg else (
+            HydraConfig.get().runtime.choices if HydraConfig.initialized() else {})
+        data = choices.get("data")
+        raise ConfigError(f"{', '.join(missing)} must be set{f' for data={data}' if data else ''}: add "
+                          f"{' '.join(f'{k}=...' for k in missing)} to the command line (README: Your own data).")
 
 
 # -- schemas -------------------------------------------------------------------------------------------------

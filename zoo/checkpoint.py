@@ -18,7 +18,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from torch import nn
 from zoo.io import write_atomic
 from zoo.registry import ZooError, create_model
 
-__all__ = ["RECORD", "CheckpointError", "load_model", "read_checkpoint", "save_model"]
+__all__ = ["RECORD", "CheckpointError", "InitReport", "load_matching", "load_model", "read_checkpoint", "save_model"]
 
 FORMAT = "dnn-zoo/1"  # written by save_model
 RECORD = "zoo"  # the checkpoint entry that describes the model: {"model", "kwargs", "prefix"}
@@ -122,6 +122,79 @@ def load_model(path: str | Path, *, strict: bool = True) -> nn.Module:
                               "was edited; load with strict=False to keep the matching weights only.") from None
     model.zoo_name, model.zoo_kwargs = name, kwargs
     return model.eval()
+
+
+class InitReport(NamedTuple):
+    """What :func:`load_matching` did: which of the model's tensors came from the checkpoint and which did not."""
+
+    source: str  # the checkpoint file
+    source_model: str  # the registry name of the model that wrote it
+    loaded: tuple[str, ...]  # state-dict keys copied from the checkpoint
+    fresh: tuple[str, ...]  # keys of the model the checkpoint lacks (or a head of another shape): left as built
+    dropped: tuple[str, ...]  # keys of the checkpoint the model lacks (e.g. a pretraining head): ignored
+
+    def summary(self) -> str:
+        def names(keys: tuple[str, ...]) -> str:
+            groups = sorted({k.split(".")[0] for k in keys})  # top-level modules: "embed, encoder"
+            return f"{len(keys)} tensors ({', '.join(groups)})" if keys else "nothing"
+
+        return (f"init_from {self.source} ({self.source_model}): loaded {names(self.loaded)}; "
+                f"newly initialised {names(self.fresh)}; not used {names(self.dropped)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "source_model": self.source_model, "loaded": list(self.loaded),
+                "fresh": list(self.fresh), "dropped": list(self.dropped)}
+
+
+def head_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the model's task head (timm's ``get_classifier()``, else a module named ``head``):
+    the part a new task replaces, so it may differ from a checkpoint's."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        return set()
+    prefix = next((f"{name}." for name, m in model.named_modules() if m is head), None)
+    return {k for k in model.state_dict() if prefix and k.startswith(prefix)}
+
+
+def load_matching(model: nn.Module, checkpoint: str | Path | dict[str, Any], *, source: str | None = None) -> InitReport:
+    """Start ``model`` from another run's weights (fine-tuning): every tensor whose name and shape the checkpoint
+    shares is copied; the model's head (:func:`head_keys`) stays as built when the checkpoint has none or one of
+    another shape; checkpoint tensors the model lacks (a pretraining head) are ignored. A body tensor of another
+    shape is a :class:`CheckpointError` (another architecture, or text read by another tokenizer).
+
+    ``checkpoint``: a path (read with :func:`read_checkpoint`) or a dictionary it returned.
+    """
+    if isinstance(checkpoint, dict):
+        ckpt, path = checkpoint, Path(source or "<checkpoint>")
+    else:
+        path = Path(checkpoint)
+        ckpt = read_checkpoint(path)
+    name, _, prefix = _record(ckpt, path)
+    theirs = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items()
+              if k.startswith(prefix) and isinstance(v, torch.Tensor)}
+    ours = model.state_dict()
+    head = head_keys(model)
+    loaded, fresh, resized = [], [], []
+    for k, v in ours.items():
+        if k not in theirs:
+            fresh.append(k)
+        elif theirs[k].shape == v.shape:
+            loaded.append(k)
+        elif k in head:
+            fresh.append(k)
+        else:
+            resized.append(f"{k} is {tuple(theirs[k].shape)} there but {tuple(v.shape)} here")
+    if resized:
+        raise CheckpointError(
+            f"init_from={path}: the weights of {name} do not fit this model outside its head ({'; '.join(resized[:3])}"
+            f"{'; ...' if len(resized) > 3 else ''}). Build the same architecture (model.dim, depth, num_heads, ...) "
+            "and, for text, read the data with the pretraining tokenizer (init_from passes the checkpoint's own to "
+            "the data module; a data.tokenizer_file override replaces it).")
+    if not loaded:
+        raise CheckpointError(f"init_from={path}: no tensor of its {name} fits this model (no shared names): pass a "
+                              "checkpoint of the same family, e.g. the pretraining run's checkpoints/last.ckpt.")
+    model.load_state_dict({k: theirs[k] for k in loaded}, strict=False)
+    return InitReport(str(path), name, tuple(loaded), tuple(fresh), tuple(sorted(theirs.keys() - ours.keys())))
 
 
 def save_model(model: nn.Module, path: str | Path, *, name: str | None = None,

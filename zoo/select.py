@@ -52,7 +52,8 @@ TREE: dict[str, Node] = {
                            note="depthwise-separable convolutions: about a quarter of resnet20's parameters"),
     "vit_tiny": Node("vit_tiny", model="vit_tiny", note="attention on 4x4 patches; needs more data or epochs"),
     "text": Node("Transformer for task?", ask="task", branches=(
-        ("classify", "transformer_encoder"), ("lm", "gpt"), ("seq2seq", "transformer"), ("embed", "word2vec"))),
+        ("classify", "transformer_encoder"), ("lm", "gpt"), ("seq2seq", "transformer"), ("embed", "word2vec"),
+        ("mlm", "transformer_encoder"))),
     "transformer_encoder": Node("transformer_encoder", model="transformer_encoder",
                                 note="encoder-only (BERT-style) classifier"),
     "gpt": Node("gpt", model="gpt", note="decoder-only, causal language model"),

@@ -29,6 +29,7 @@ TASKS: dict[str, str] = {
     "reconstruct": "its own input through a bottleneck",
     "denoise": "the clean input from a corrupted one",
     "generate": "new samples like the training data",
+    "mlm": "masked tokens from their context (BERT's pretraining)",
 }
 
 # The task a modality is asked for when nobody says: the decision tree's default question.
@@ -40,7 +41,8 @@ GENERATIVE_TASKS: tuple[str, ...] = ("generate", "reconstruct", "denoise")
 TASK_ALIASES: dict[str, str] = {"translate": "seq2seq", "translation": "seq2seq", "classification": "classify",
                                 "regression": "regress", "language_model": "lm", "forecasting": "forecast",
                                 "generation": "generate", "reconstruction": "reconstruct",
-                                "denoising": "denoise", "embedding": "embed"}
+                                "denoising": "denoise", "embedding": "embed",
+                                "masked_lm": "mlm", "pretrain": "mlm"}
 
 
 def check_task_kinds(kinds: tuple[str, ...], *, owner: str) -> tuple[str, ...]:

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tasks.data.char_lm import CharLMDataModule
+    from tasks.data.image_folder import ImageFolderDataModule
     from tasks.data.integrity import DataError
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
     from tasks.data.speech import SpeechDataModule
     from tasks.data.tabular import TabularDataModule
     from tasks.data.text_classification import TextClassificationDataModule
+    from tasks.data.text_corpus import TextCorpusDataModule
     from tasks.data.timeseries import ForecastingDataModule
     from tasks.data.translation import TranslationDataModule
     from tasks.data.vision import VisionDataModule
@@ -22,7 +24,9 @@ _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "Forecas
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
                "TabularDataModule": "tabular",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
-               "VisionDataModule": "vision", "SpeechDataModule": "speech"}
+               "VisionDataModule": "vision", "SpeechDataModule": "speech",
+               "TextCorpusDataModule": "text_corpus",
+               "ImageFolderDataModule": "image_folder"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,4 +48,6 @@ __all__ = [
     "TextClassificationDataModule",
     "TranslationDataModule",
     "VisionDataModule",
+    "TextCorpusDataModule",
+    "ImageFolderDataModule",
 ]

@@ -1,4 +1,4 @@
-"""Character-level language modelling: Tiny Shakespeare.
+"""Language modelling on one text: Tiny Shakespeare, or your own plain-text file (``data=text_file``).
 
 Batches: ``(inputs (B, T), targets (B, T))``, targets shifted by one.
 """
@@ -6,6 +6,7 @@ Batches: ``(inputs (B, T), targets (B, T))``, targets shifted by one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,23 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import ResumableLoader, rank_world, resident
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
-from tasks.data.tokenize import CharTokenizer
+from tasks.data.tokenize import CharTokenizer, train_tokenizer
+
+
+class SubwordTokenizer:
+    """A BPE tokenizer (``tasks.data.tokenize.train_tokenizer``) with :class:`CharTokenizer`'s methods."""
+
+    def __init__(self, tok: Any) -> None:
+        self.tok = tok
+
+    def get_vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        return torch.tensor(self.tok.encode(text).ids, dtype=torch.long)
+
+    def decode_ids(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids))
 
 
 class RandomWindowLoader(ResumableLoader):
@@ -60,19 +77,24 @@ def _blocks(data: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Te
 
 
 class CharLMDataModule(TextDataModule):
-    """Tiny Shakespeare as characters, split 90/5/5 by position (train / val / test, contiguous).
+    """One text as characters (or BPE tokens), split 90/5/5 by position (train / val / test, contiguous).
 
-    Training draws ``batches_per_epoch`` batches of random ``block_size`` windows; validation and test
-    cover their split with non-overlapping windows.
+    ``dataset``: ``tiny_shakespeare`` (from the data root, verified), or ``text_file``: your own UTF-8 text at
+    ``path``, whose characters all make the vocabulary (a character seen only in its last 10% would otherwise
+    have no id). ``tokenizer``: ``char``, or ``bpe`` (byte-pair pieces, ``tokenizer_vocab_size`` of them, trained
+    on the training part and cached). Training draws ``batches_per_epoch`` batches of random ``block_size``
+    windows; validation and test cover their split with non-overlapping windows.
     """
-
-    char_level = True
 
     def __init__(
         self,
         *,
         root: str,
         dataset: str = "tiny_shakespeare",
+        path: str | None = None,
+        tokenizer: str = "char",
+        tokenizer_vocab_size: int = 2000,
+        cache_dir: str | None = None,
         block_size: int = 256,
         batch_size: int = 64,
         eval_batch_size: int = 64,
@@ -84,30 +106,58 @@ class CharLMDataModule(TextDataModule):
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(root=root, download=download, manifest=manifest, seed=seed, meta=meta)
-        if dataset != "tiny_shakespeare":
-            raise DataError(f"unknown character LM dataset {dataset!r}; choose 'tiny_shakespeare'")
+        if dataset not in ("tiny_shakespeare", "text_file"):
+            raise DataError(f"unknown language-model dataset {dataset!r}; choose 'tiny_shakespeare' or 'text_file' "
+                            "(with data.path=your.txt)")
+        if dataset == "text_file" and not path:
+            raise DataError("data=text_file needs the file: data.path=/path/to/your.txt (UTF-8 plain text)")
+        if tokenizer not in ("char", "bpe"):
+            raise DataError(f"data.tokenizer={tokenizer!r}; choose 'char' or 'bpe'")
+        self.path = Path(path).expanduser() if path else None
+        self.tokenizer_kind, self.tokenizer_vocab_size, self.cache_dir = tokenizer, tokenizer_vocab_size, cache_dir
+        self.char_level = tokenizer == "char"  # bits per character are reported for character models
         if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
             raise DataError(f"data.split={list(split)} must be three positive fractions summing to 1")
         self.dataset, self.block_size = dataset, block_size
         self.batch_size, self.eval_batch_size, self.batches_per_epoch = batch_size, eval_batch_size, batches_per_epoch
         self.split = tuple(split)
-        self.tokenizer: CharTokenizer | None = None
+        self.tokenizer: CharTokenizer | SubwordTokenizer | None = None
 
     def prepare_data(self) -> None:
+        if self.dataset == "text_file":
+            if not self.path.is_file():
+                raise DataError(f"data.path={self.path}: no such file. Pass a UTF-8 plain-text file.")
+            return
         ensure_files(self.dataset, self.root, [SHAKESPEARE], download=self.download, manifest=self.manifest)
+
+    def _read(self) -> str:
+        if self.dataset == "text_file":
+            return read_text(self.path.parent, self.path.name)
+        return read_text(self.root, SHAKESPEARE.rel)
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is not None:
             return
         self.prepare_data()
-        text = read_text(self.root, SHAKESPEARE.rel)
+        text = self._read()
         n_train = int(len(text) * self.split[0])
         n_val = int(len(text) * self.split[1])
-        self.tokenizer = CharTokenizer.fit(text[:n_train])  # every character of the text occurs in the first 90%
+        if self.tokenizer_kind == "bpe":
+            self.tokenizer = SubwordTokenizer(train_tokenizer(
+                text[:n_train].splitlines(keepends=True), name=self.dataset, algorithm="bpe",
+                vocab_size=self.tokenizer_vocab_size, cache_dir=self.cache_dir))
+        else:  # Shakespeare: every character occurs in the first 90%; a file of yours: all of them count
+            self.tokenizer = CharTokenizer.fit(text if self.dataset == "text_file" else text[:n_train])
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.train_ids = self.tokenizer.encode_text(text[:n_train])
         self.val_ids = self.tokenizer.encode_text(text[n_train : n_train + n_val])
         self.test_ids = self.tokenizer.encode_text(text[n_train + n_val :])
+        short = min(len(self.val_ids), len(self.test_ids)) - 1
+        if short < self.block_size:
+            raise DataError(f"{self.path or self.dataset}: its validation or test part ({self.split[1]:.0%} / "
+                            f"{self.split[2]:.0%} of the text) has {short + 1} tokens, fewer than data.block_size + 1 = "
+                            f"{self.block_size + 1}. Use a smaller data.block_size (at most {max(short, 1)}) or a "
+                            "longer text.")
         self.val_set = _blocks(self.val_ids, self.block_size)
         self.test_set = _blocks(self.test_ids, self.block_size)
 

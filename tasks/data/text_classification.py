@@ -15,13 +15,15 @@ from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule, trim_padding
 from tasks.data.text_sources import CLASSIFICATION_FILES, NUM_CLASSES, READERS
-from tasks.data.tokenize import PAD_ID, encode_padded, train_tokenizer
+from tasks.data.tokenize import PAD_ID, encode_padded, load_tokenizer, train_tokenizer
 
 
 class TextClassificationDataModule(TextDataModule):
     """SST-2 (GLUE; dev serves as test) and AG News, tokenised by a WordPiece/BPE tokenizer trained on the train split.
 
     ``val_size`` sentences are carved from the training file with ``split_seed`` for validation.
+    ``tokenizer_file``: a saved tokenizer to use instead of training one (fine-tuning a pretrained model must
+    read text as its pretraining did; ``init_from=CKPT`` sets it from the checkpoint).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class TextClassificationDataModule(TextDataModule):
         max_len: int = 64,
         tokenizer: str = "wordpiece",
         tokenizer_vocab_size: int = 8000,
+        tokenizer_file: str | None = None,
         lowercase: bool = True,
         cache_dir: str | None = None,
         download: bool = True,
@@ -51,7 +54,7 @@ class TextClassificationDataModule(TextDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.max_len = val_size, split_seed, max_len
         self.tokenizer_kind, self.tokenizer_vocab_size, self.lowercase = tokenizer, tokenizer_vocab_size, lowercase
-        self.pad_id, self.cache_dir = PAD_ID, cache_dir
+        self.pad_id, self.cache_dir, self.tokenizer_file = PAD_ID, cache_dir, tokenizer_file
         self.tokenizer = None
 
     def _files(self) -> dict[str, Remote]:
@@ -79,9 +82,12 @@ class TextClassificationDataModule(TextDataModule):
         perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
         train_texts = [texts[i] for i in train_idx]
-        self.tokenizer = train_tokenizer(train_texts, name=self.dataset, algorithm=self.tokenizer_kind,
-                                         vocab_size=self.tokenizer_vocab_size, lowercase=self.lowercase,
-                                         cache_dir=self.cache_dir)
+        if self.tokenizer_file:
+            self.tokenizer = load_tokenizer(self.tokenizer_file)
+        else:
+            self.tokenizer = train_tokenizer(train_texts, name=self.dataset, algorithm=self.tokenizer_kind,
+                                             vocab_size=self.tokenizer_vocab_size, lowercase=self.lowercase,
+                                             cache_dir=self.cache_dir)
         self.vocab_size = self.tokenizer.get_vocab_size()
 
         def encode(ts: Sequence[str], ys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

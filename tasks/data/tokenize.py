@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every trained tokenizer
 PAD_ID, BOS_ID, EOS_ID = 0, 2, 3
+MASK = "<mask>"  # masked-LM pretraining's extra special token (train_tokenizer(mask=True)): id 4
+MASK_ID = len(SPECIALS)
 DEFAULT_CACHE = "~/.cache/dnn-zoo"
 
 
@@ -76,8 +78,12 @@ def train_tokenizer(
     vocab_size: int = 8000,
     lowercase: bool = False,
     cache_dir: str | None = None,
+    mask: bool = False,
 ):
     """A BPE or WordPiece tokenizer trained on ``texts`` (a train split), loaded from the cache if trained before.
+
+    ``mask=True`` adds the ``<mask>`` token of masked-LM pretraining after the four specials (id
+    :data:`MASK_ID`); a classifier fine-tuned from such a model reuses that tokenizer (``tokenizer_file``).
 
     Pre-tokenisation is Metaspace (spaces become part of the pieces), so ``decode`` gives back the
     original spacing: translations are detokenised exactly for sacreBLEU.
@@ -86,23 +92,24 @@ def train_tokenizer(
 
     if algorithm not in ("bpe", "wordpiece"):
         raise DataError(f"tokenizer algorithm {algorithm!r}; choose 'bpe' or 'wordpiece'")
-    key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=SPECIALS)
+    specials = (*SPECIALS, MASK) if mask else SPECIALS
+    key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=specials)
     path = cache_root(cache_dir) / "tokenizers" / f"{name}-{algorithm}{vocab_size}-{key}.json"
 
     def build():
         if algorithm == "bpe":
             tok = Tokenizer(models.BPE(unk_token=UNK))
-            trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
+            trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False)
         else:
             tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
-            trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+            trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials),
                                                 show_progress=False)
         norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
         tok.normalizer = normalizers.Sequence(norms)
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        for i, s in enumerate(SPECIALS):
+        for i, s in enumerate(specials):
             assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
         log.info("trained tokenizer %s (%d tokens) -> %s", name, tok.get_vocab_size(), path)
         return tok
@@ -117,10 +124,25 @@ def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: 
     """Encode, truncate to ``max_len`` (BOS/EOS included) and right-pad -> (N, max_len) ids, (N,) lengths."""
     bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
     room = max_len - int(bos) - int(eos)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast: the same ids, no character offsets
+    rows = [([bos_id] if bos else []) + enc.ids[:room] + ([eos_id] if eos else []) for enc in encode(list(texts))]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
     out = torch.full((len(texts), max_len), pad_id, dtype=torch.long)
-    lengths = torch.empty(len(texts), dtype=torch.long)
-    for i, enc in enumerate(tok.encode_batch(list(texts))):
-        ids = ([bos_id] if bos else []) + enc.ids[:room] + ([eos_id] if eos else [])
-        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        lengths[i] = len(ids)
+    # one copy of all ids into the row-major positions before each row's length (a tensor per row costs ~20 us)
+    out[torch.arange(max_len)[None, :] < lengths[:, None]] = torch.tensor([i for r in rows for i in r], dtype=torch.long)
     return out, lengths
+
+
+def load_tokenizer(path: str | Path):
+    """A tokenizer saved as JSON (``Tokenizer.save``), e.g. the one a pretraining run stored with its checkpoint."""
+    from tokenizers import Tokenizer
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"tokenizer file not found: {path}. Pass the tokenizer.json of the pretraining run "
+                        "(init_from=CKPT writes it into the run folder), or drop data.tokenizer_file to train one.")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for bad JSON
+        raise DataError(f"{path} is not a tokenizer saved by the tokenizers library ({e}); pass the "
+                        "tokenizer.json of the pretraining run.") from None

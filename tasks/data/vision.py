@@ -147,9 +147,7 @@ class VisionDataModule(L.LightningDataModule):
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise DataError(f"unknown image dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-        self.spec = spec = DATASETS[dataset]
+        self.spec = spec = self._spec(dataset)
         if augment not in AUGMENTS:
             raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip', "
                             "'randaugment' or 'flip_translate'")
@@ -165,6 +163,11 @@ class VisionDataModule(L.LightningDataModule):
         self.meta = dict(meta or {})
         self.num_classes, self.in_chans, self.img_size = spec.num_classes, spec.in_chans, spec.img_size
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _spec(self, dataset: str) -> VisionSpec:
+        if dataset not in DATASETS:
+            raise DataError(f"unknown image dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        return DATASETS[dataset]
 
     def facts(self) -> dict[str, Any]:
         """What the model is built with: the dataset's classes, channels and image side."""

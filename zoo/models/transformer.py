@@ -1,7 +1,9 @@
 """The Transformer (Vaswani et al. 2017) in its three shapes, all from the shared layers of zoo/layers:
 
 - ``transformer``: encoder-decoder for sequence-to-sequence (masked self-attention, cross-attention);
-- ``transformer_encoder``: encoder-only, for classification (BERT-style) and forecasting (PatchTST-style);
+- ``transformer_encoder``: encoder-only, for classification (BERT-style), masked-LM pretraining (BERT's
+  ``task="mlm"``: the same embedding and encoder, so a classifier starts from its weights) and forecasting
+  (PatchTST-style);
 - ``gpt``: decoder-only language model (Radford et al. 2018), nanoGPT-sized for a CPU.
 
 ``pos`` picks the positional information: ``sinusoidal``, ``learned`` or ``rope`` (rotary, inside
@@ -154,6 +156,54 @@ class TransformerClassifier(ClassifierMixin, nn.Module):
         return self.forward_head(self.forward_features(tokens, padding_mask))
 
 
+class MaskedLMHead(nn.Module):
+    """BERT's masked-LM head (Devlin et al. 2019): dense + GELU + LayerNorm, then a projection to the vocabulary
+    whose weight the model ties to its token embedding (plus a per-token bias)."""
+
+    def __init__(self, dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(dim)
+        self.decoder = nn.Linear(dim, vocab_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.act(self.dense(h))))  # (..., D) -> (..., V)
+
+
+class TransformerMaskedLM(nn.Module):
+    """Encoder-only Transformer pretrained by masked-token prediction (BERT, Devlin et al. 2019).
+
+    Its ``embed`` and ``encoder`` are :class:`TransformerClassifier`'s, parameter for parameter, so a classifier
+    fine-tunes from its weights (``init_from=CKPT``: everything but the head is loaded). ``forward`` gives
+    logits (B, T, V) at every position; a task that scores only the masked positions calls
+    ``forward_head(forward_features(tokens, mask).features[masked])`` and projects only those (N, D) rows.
+    """
+
+    def __init__(self, *, vocab_size: int, pad_id: int, max_len: int, dim: int, depth: int, num_heads: int,
+                 mlp_ratio: float, dropout: float, pos: str, norm_first: bool) -> None:
+        super().__init__()
+        rope = create_rope(pos, head_dim=dim // num_heads, max_len=max_len)
+        self.embed = TokenEmbedding(vocab_size, dim, max_len=max_len, pos=pos, dropout=dropout, pad_id=pad_id)
+        self.encoder = TransformerEncoder(dim, depth, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                                          attn_dropout=dropout, norm_first=norm_first, rope=rope)
+        self.mlm_head = MaskedLMHead(dim, vocab_size)
+        self.num_features = dim
+        _init_weights(self, embed_std=dim**-0.5, xavier=True)
+        self.mlm_head.decoder.weight = self.embed.embed.weight  # tied, as in BERT (Press & Wolf 2017)
+
+    def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> SequenceFeatures:
+        """Token ids (B, T) and padding mask (B, T, True at padding) -> encoded tokens (B, T, D) and the mask."""
+        return SequenceFeatures(self.encoder(self.embed(tokens), key_padding_mask=padding_mask), padding_mask)
+
+    def forward_head(self, h: SequenceFeatures | torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits for encoded tokens: (..., D) -> (..., V)."""
+        return self.mlm_head(h.features if isinstance(h, SequenceFeatures) else h)
+
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(tokens, padding_mask))  # (B, T, V)
+
+
 class PatchTSTForecaster(PatchForecaster):
     """Encoder-only forecaster in the style of PatchTST (Nie et al. 2023): RevIN, channel-independent
     patches of ``patch_len`` steps as tokens, a Transformer encoder, and a flatten head to the horizon.
@@ -229,7 +279,7 @@ def _encoder_example(batch: int) -> tuple[torch.Tensor, ...]:
     return (torch.randint(1, 100, (batch, 12)),)
 
 
-@register_model(family="transformer", modality=("text", "timeseries", "speech"), tasks=("classify", "forecast"),
+@register_model(family="transformer", modality=("text", "timeseries", "speech"), tasks=("classify", "forecast", "mlm"),
                 example=_encoder_example, paper="Vaswani et al. 2017; Devlin et al. 2019; Nie et al. 2023")
 def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000, in_features: int | None = None,
                         num_classes: int | None = 2, horizon: int | None = None, out_features: int | None = None,
@@ -238,7 +288,14 @@ def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000
                         pos: str = "sinusoidal", norm_first: bool = True, patch_len: int = 16,
                         patch_stride: int = 8, revin: bool = True) -> nn.Module:
     """Encoder-only Transformer: ``task="classify"`` over token ids (or, given ``in_features``, over feature
-    vectors such as log-mel frames), ``task="forecast"`` over patches."""
+    vectors such as log-mel frames), ``task="mlm"`` (masked-LM pretraining: vocabulary logits at every position)
+    over token ids, ``task="forecast"`` over patches."""
+    if task == "mlm":
+        if vocab_size is None:
+            raise ValueError("transformer_encoder with task='mlm' needs vocab_size")
+        return TransformerMaskedLM(vocab_size=vocab_size, pad_id=pad_id, max_len=max_len, dim=dim, depth=depth,
+                                   num_heads=num_heads, mlp_ratio=mlp_ratio, dropout=dropout, pos=pos,
+                                   norm_first=norm_first)
     if task == "classify":
         if (vocab_size is None and in_features is None) or num_classes is None:
             raise ValueError("transformer_encoder with task='classify' needs num_classes and vocab_size (token ids) "
@@ -253,7 +310,7 @@ def transformer_encoder(*, task: str = "classify", vocab_size: int | None = 1000
                                   seq_len=seq_len, dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                                   dropout=dropout, pos=pos, norm_first=norm_first, patch_len=patch_len,
                                   patch_stride=patch_stride, revin=revin)
-    raise ValueError(f"transformer_encoder: task={task!r}; choose 'classify' or 'forecast'")
+    raise ValueError(f"transformer_encoder: task={task!r}; choose 'classify', 'mlm' or 'forecast'")
 
 
 @register_model(family="transformer", modality="text", tasks=("lm",), example=_encoder_example,

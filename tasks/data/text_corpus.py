@@ -1,0 +1,129 @@
+"""Unlabelled sentences for masked-LM pretraining: SST-2's training sentences, optionally with Multi30k's English.
+
+Batches, as the task sees them (after ``on_after_batch_transfer``): ``((tokens (B, T) long, padding_mask (B, T)
+bool, True = pad),)``; the masking itself is the task's (tasks/masked_lm.py), so every epoch masks afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tasks.data.fetch import Remote, ensure_files, read_text
+from tasks.data.integrity import DataError
+from tasks.data.text_base import TextDataModule, trim_padding
+from tasks.data.text_sources import CLASSIFICATION_FILES, multi30k_file, read_sst2
+from tasks.data.tokenize import MASK_ID, PAD_ID, encode_padded, load_tokenizer, train_tokenizer
+
+SOURCES = ("sst2", "multi30k")  # multi30k: the 29,000 English training captions (the German side is unused)
+
+
+class TextCorpusDataModule(TextDataModule):
+    """Sentences without labels, tokenised by a WordPiece/BPE tokenizer with a ``<mask>`` token, for pretraining.
+
+    ``sources``: ``sst2`` (the GLUE training sentences; the ``val_size`` sentences that
+    :class:`~tasks.data.TextClassificationDataModule` carves for validation with the same ``split_seed`` are
+    this module's validation set, so fine-tuning never validates on text it was pretrained on) and/or
+    ``multi30k`` (English training captions, added to the training text). The test set is SST-2's dev
+    sentences (their labels unused). The tokenizer is trained on the training text of all sources, or read
+    from ``tokenizer_file``.
+    """
+
+    mask_id = MASK_ID  # the tokenizer's <mask> (train_tokenizer(mask=True))
+    first_normal_id = MASK_ID + 1  # ids below are specials: never chosen for masking, never a random replacement
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        dataset: str = "sst2_mlm",
+        sources: Sequence[str] = ("sst2",),
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        val_size: int = 1000,
+        split_seed: int = 0,
+        seed: int = 0,
+        max_len: int = 64,
+        bucket_batches: int = 50,
+        tokenizer: str = "wordpiece",
+        tokenizer_vocab_size: int = 8000,
+        tokenizer_file: str | None = None,
+        lowercase: bool = True,
+        cache_dir: str | None = None,
+        download: bool = True,
+        manifest: str | None = "checksums.sha256",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(root=root, download=download, manifest=manifest, seed=seed, meta=meta)
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown or not sources:
+            raise DataError(f"data.sources={list(sources)}: choose one or more of {', '.join(SOURCES)} (sst2 first: "
+                            "its held-out sentences are the validation set)")
+        if "sst2" not in sources:
+            raise DataError(f"data.sources={list(sources)} must include sst2: its held-out sentences validate "
+                            "and its dev sentences test")
+        self.dataset, self.sources = dataset, tuple(sources)  # dataset: its name in reports
+        self.batch_size, self.eval_batch_size, self.bucket_batches = batch_size, eval_batch_size, bucket_batches
+        self.val_size, self.split_seed, self.max_len = val_size, split_seed, max_len
+        self.tokenizer_kind, self.tokenizer_vocab_size, self.lowercase = tokenizer, tokenizer_vocab_size, lowercase
+        self.tokenizer_file, self.pad_id, self.cache_dir = tokenizer_file, PAD_ID, cache_dir
+        self.tokenizer = None
+
+    def _files(self) -> dict[str, Remote]:
+        files = {"sst2_train": CLASSIFICATION_FILES["sst2"]["train"], "sst2_dev": CLASSIFICATION_FILES["sst2"]["test"]}
+        if "multi30k" in self.sources:
+            files["multi30k"] = multi30k_file("train.en")
+        ensure_files("+".join(self.sources), self.root, list(files.values()), download=self.download,
+                     manifest=self.manifest)
+        return files
+
+    def prepare_data(self) -> None:
+        self._files()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        files = self._files()
+        texts, _ = read_sst2(self.root / files["sst2_train"].rel)
+        test_texts, _ = read_sst2(self.root / files["sst2_dev"].rel)
+        if not 0 <= self.val_size < len(texts):
+            raise DataError(f"data.val_size={self.val_size} must be in [0, {len(texts)})")
+        # the permutation TextClassificationDataModule draws: the same sentences are held out in both stages
+        perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        val_texts = [texts[i] for i in perm[: self.val_size]]
+        train_texts = [texts[i] for i in perm[self.val_size :]]
+        if "multi30k" in self.sources:
+            train_texts += read_text(self.root, files["multi30k"].rel).splitlines()
+        if self.tokenizer_file:
+            self.tokenizer = load_tokenizer(self.tokenizer_file)
+            if self.tokenizer.token_to_id("<mask>") != self.mask_id:
+                raise DataError(f"data.tokenizer_file={self.tokenizer_file} has no <mask> token at id {self.mask_id}: "
+                                "pretrain with a tokenizer trained here (drop data.tokenizer_file).")
+        else:
+            self.tokenizer = train_tokenizer(train_texts, name="+".join(self.sources) + "-mlm",
+                                             algorithm=self.tokenizer_kind, vocab_size=self.tokenizer_vocab_size,
+                                             lowercase=self.lowercase, cache_dir=self.cache_dir, mask=True)
+        self.vocab_size = self.tokenizer.get_vocab_size()
+
+        def encode(ts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            return encode_padded(self.tokenizer, ts, max_len=self.max_len, pad_id=self.pad_id)
+
+        train_ids, self.train_lengths = encode(train_texts)
+        self.train_set = (train_ids,)
+        self.val_set = (encode(val_texts)[0],)
+        self.test_set = (encode(test_texts)[0],)
+
+    def facts(self) -> dict[str, Any]:
+        """The vocabulary, padding id and length of the tokenised text (trains the tokenizer)."""
+        self.setup("fit")
+        return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "max_len": self.max_len}
+
+    def train_dataloader(self) -> Any:
+        # sentences of similar length share a batch, so trimming padding per batch saves most of its cost
+        return self._train_loader(*self.train_set, lengths=self.train_lengths, bucket_batches=self.bucket_batches)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        ids = trim_padding(batch[0], self.pad_id)
+        return ((ids, ids == self.pad_id),)

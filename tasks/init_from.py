@@ -1,0 +1,50 @@
+"""``init_from=CKPT``: start a run's model from another run's weights (fine-tuning after pretraining).
+
+The checkpoint is read once, by the project's one safe loader (:func:`zoo.checkpoint.read_checkpoint`). Before the
+data states its facts, a tokenizer stored in the checkpoint (text runs store theirs: tasks/base.py) is written
+into the run folder as ``tokenizer.json`` and handed to the data module (``data.tokenizer_file``), so the new
+run reads text exactly as the pretraining did; then :func:`zoo.checkpoint.load_matching` copies every tensor
+the two models share and leaves the head new. What was loaded and what was not is printed and saved as
+``init_from.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tasks.checkpoints import write_atomic
+from zoo.checkpoint import InitReport, load_matching, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def read_init_checkpoint(path: str | Path, datamodule: Any, out: Path) -> dict[str, Any]:
+    """The checkpoint ``init_from`` names; its tokenizer (if any) becomes the data module's (before ``facts()``)."""
+    ckpt = read_checkpoint(path)
+    tokenizer = ckpt.get("tokenizer")
+    if isinstance(tokenizer, str):
+        if not hasattr(datamodule, "tokenizer_file"):
+            log.warning("init_from=%s carries a tokenizer, but %s reads no tokenizer file: its own is used",
+                        path, type(datamodule).__name__)
+        elif datamodule.tokenizer_file:
+            print(f"[init_from] data.tokenizer_file={datamodule.tokenizer_file} is used, not the checkpoint's tokenizer")
+        else:
+            file = out / "tokenizer.json"
+            write_atomic(file, lambda f: f.write(tokenizer.encode()))
+            datamodule.tokenizer_file = str(file)
+            print(f"[init_from] the checkpoint's tokenizer reads the data -> {file}")
+    return ckpt
+
+
+def init_model(model: nn.Module, ckpt: dict[str, Any], *, source: str, out: Path) -> InitReport:
+    """Load the matching weights into ``model``, print what happened and write ``init_from.json``."""
+    report = load_matching(model, ckpt, source=source)
+    print(f"[init_from] {report.summary()}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "init_from.json", lambda f: f.write((json.dumps(report.to_dict(), indent=2) + "\n").encode()))
+    return report
