@@ -102,6 +102,11 @@ class ZooTask(L.LightningModule):
         # What zoo.load_model needs to rebuild the model alone: its registry name, its builder kwargs, and
         # where its weights are in the task's state dict (the task holds it as `self.model`).
         checkpoint["zoo"] = {"model": self.model_name, "kwargs": dict(self.model_kwargs), "prefix": "model."}
+        # ... and the input contract its data states (channels, size, mean/std, class names, tokenizer), so a raw
+        # input becomes the model's input without the DataModule (zoo.preprocess, `zoo predict`).
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if callable(getattr(dm, "preprocessing", None)):
+            checkpoint["zoo"]["preprocessing"] = dm.preprocessing()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

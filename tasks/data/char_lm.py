@@ -15,7 +15,7 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import ResumableLoader, rank_world, resident
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
-from tasks.data.tokenize import CharTokenizer
+from tasks.data.tokenize import CharTokenizer, tokenizer_record
 
 
 class RandomWindowLoader(ResumableLoader):
@@ -115,6 +115,11 @@ class CharLMDataModule(TextDataModule):
         """The characters seen in training (the vocabulary) and the window length (reads the text)."""
         self.setup("fit")
         return {"vocab_size": self.vocab_size, "max_len": self.block_size}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: its characters and window (``zoo predict`` reads it)."""
+        self.setup("fit")
+        return {"kind": "text", "tokenizer": tokenizer_record(self.tokenizer), "max_len": self.block_size}
 
     def encode(self, text: str) -> torch.Tensor:
         return self.tokenizer.encode_text(text)
