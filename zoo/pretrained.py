@@ -29,7 +29,7 @@ from torch import nn
 from zoo.io import write_atomic
 from zoo.registry import ZooError, create_model, model_info
 
-__all__ = ["FORMAT", "from_pretrained", "list_shipped", "load_shipped", "save_pretrained"]
+__all__ = ["FORMAT", "export_run", "from_pretrained", "list_shipped", "load_shipped", "save_pretrained"]
 
 FORMAT = "dnn-zoo-pretrained/1"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -102,10 +102,13 @@ def model_card(config: dict[str, Any]) -> str:
              f"# {name}", "", f"- paper: {paper}", f"- family: {family}",
              f"- parameters: {config['weights']['params']:,}",
              f"- arguments: `{json.dumps(config['kwargs'])}`"]
+    if (config.get("recipe") or {}).get("command"):
+        lines.append(f"- trained with: `{config['recipe']['command']}` (the full config: `recipe` in {CONFIG})")
     if pre:
         shown = {k: v for k, v in pre.items() if k in ("kind", "in_chans", "img_size", "mean", "std", "max_len")}
         lines.append(f"- input: `{json.dumps(shown)}`" + (f", {len(pre['classes'])} classes" if pre.get("classes") else ""))
-    metrics = {k: v for k, v in (config.get("metrics") or {}).items() if isinstance(v, int | float)}
+    metrics = {k: v for k, v in (config.get("metrics") or {}).items()
+               if isinstance(v, int | float) and ("/" in k or k in ("epochs", "steps", "train_time_s"))}
     if metrics:
         lines += ["", "## Metrics of the run that trained it", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
@@ -208,3 +211,69 @@ def load_shipped(name: str, data: str, **kwargs: Any) -> nn.Module:
         raise ZooError(f"the shipped {name} ({data}) was built with {model.zoo_kwargs}; {differ} differ. Build it "
                        f"with those arguments, or load it and call reset_classifier(n) for another class count.")
     return model
+
+
+def _run_checkpoint(run: Path, metrics: dict[str, Any]) -> Path:
+    """The run's best checkpoint (metrics.json names it; the folder may have moved since), else last.ckpt."""
+    named = metrics.get("best_checkpoint")
+    candidates = [run / "checkpoints" / Path(named).name, Path(named)] if named else []
+    candidates += sorted((run / "checkpoints").glob("best*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates.append(run / "checkpoints" / "last.ckpt")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ZooError(f"{run} has no checkpoint (checkpoints/best-*.ckpt or last.ckpt): pass the folder of a run "
+                   "that train.py finished, e.g. outputs/<date>/<time>.")
+
+
+def _data_checksums(recipe: dict[str, Any]) -> dict[str, str] | None:
+    """sha256 of the run's data files, from its data root's manifest (``checksums.sha256``), where it names them."""
+    data = recipe.get("data") or {}
+    dataset, root = str(data.get("dataset") or ""), str(data.get("root") or "")
+    if root.startswith("${paths.data_dir}"):  # the unresolved default: $ZOO_DATA_DIR, else ./data
+        import os
+
+        root = os.environ.get("ZOO_DATA_DIR", "./data") + root.removeprefix("${paths.data_dir}")
+    manifest = Path(root).expanduser() / str(data.get("manifest") or "checksums.sha256")
+    if not dataset or not manifest.is_file():
+        return None
+
+    def norm(s: str) -> str:
+        return s.lower().replace("-", "").replace("_", "")
+
+    d, found = norm(dataset), {}
+    for line in manifest.read_text().splitlines():
+        digest, _, rel = line.strip().partition("  ")
+        top = norm(rel.split("/")[0])
+        if top == d or (top.startswith(d) and not top[len(d)].isdigit()):  # cifar10 is not cifar100's folder
+            found[rel] = digest
+    return found or None
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """``zoo export-run``: a run folder's best checkpoint -> a :func:`save_pretrained` folder, with the run's
+    metrics (``metrics.json``), its Hydra config (``.hydra/config.yaml`` + overrides) as the recipe, and the
+    sha256 of its data files where the data root's manifest has them."""
+    import yaml
+
+    from zoo.checkpoint import load_model
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ZooError(f"{run}: no such run folder; pass a folder written by train.py (outputs/<date>/<time>).")
+    metrics_path = run / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    ckpt = _run_checkpoint(run, metrics)
+    model = load_model(ckpt)
+    if "best_checkpoint" in metrics:
+        metrics["best_checkpoint"] = ckpt.name  # a path on the training machine says nothing elsewhere
+    recipe: dict[str, Any] = {}
+    hydra_dir = run / ".hydra"
+    if (hydra_dir / "config.yaml").is_file():
+        recipe["config"] = yaml.safe_load((hydra_dir / "config.yaml").read_text())
+    if (hydra_dir / "overrides.yaml").is_file():
+        recipe["overrides"] = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
+    if recipe:
+        recipe["command"] = " ".join(["python train.py", *recipe.get("overrides", [])])
+    data = _data_checksums(recipe.get("config") or {})
+    return save_pretrained(model, out_dir, metrics=metrics or None, recipe=recipe or None, data=data)
