@@ -43,6 +43,7 @@ class RunSchema:
     ckpt_path: str | None = None
     checkpoint_every: int = 500
     test: bool = True
+    train: bool = True
 
 
 def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:
