@@ -56,7 +56,7 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {"CheckpointError": "zoo.checkpoint", "load_model": "zoo.checkpoint", "save_model": "zoo.checkpoint",
                "save_pretrained": "zoo.pretrained", "from_pretrained": "zoo.pretrained"}
 _SUBMODULES = frozenset({"checkpoint", "cli", "decoding", "export", "external", "io", "layers", "models", "plots",
-                         "report", "vocab", "pretrained", "preprocess"})
+                         "report", "vocab", "pretrained", "preprocess", "predict"})
 
 
 def __getattr__(name: str) -> Any:

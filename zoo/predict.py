@@ -46,11 +46,11 @@ def kind_of(model: nn.Module) -> str:
     if callable(getattr(model, "sample", None)):
         return "generate"
     pre = getattr(model, "zoo_preprocessing", None) or {}
+    tasks = model_info(model.zoo_name).tasks if "/" not in model.zoo_name else ("classify",)
     if callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None)) and pre.get("kind") == "text":
         return "seq2seq"
-    if pre.get("classes"):
+    if "classify" in tasks and pre.get("classes"):
         return "classify"
-    tasks = model_info(model.zoo_name).tasks if "/" not in model.zoo_name else ("classify",)
     if "lm" in tasks and pre.get("kind") == "text":
         return "lm"
     raise ZooError(f"zoo predict does not know what to do with {model.zoo_name} (tasks {', '.join(tasks)}) and its "
