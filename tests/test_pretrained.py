@@ -156,3 +156,18 @@ def test_hubconf_builds_zoo_models():
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
     shipped = torch.hub.load(str(ROOT), "lenet5", source="local", pretrained="mnist")
     assert shipped.zoo_name == "lenet5" and not shipped.training
+
+
+def test_saved_tokenizers_encode_as_the_data_modules_do(tmp_path):
+    from tasks.data.tokenize import CharTokenizer, tokenizer_record, train_tokenizer
+    from zoo.preprocess import load_tokenizer
+
+    texts = ["Ein Mann fährt Fahrrad.", "A man rides a bike.", "Zwei Hunde spielen im Schnee."] * 20
+    bpe = train_tokenizer(texts, name="tiny", vocab_size=60, cache_dir=str(tmp_path))
+    chars = CharTokenizer.fit("".join(texts))
+    for tok, encode in ((bpe, lambda t: bpe.encode(t).ids), (chars, lambda t: chars.encode_text(t).tolist())):
+        saved = load_tokenizer({"kind": "text", "tokenizer": json.loads(json.dumps(tokenizer_record(tok)))})
+        ids = saved.encode("Ein Mann spielen im Schnee.")
+        assert ids == encode("Ein Mann spielen im Schnee.") and saved.decode(ids) == "Ein Mann spielen im Schnee."
+    with pytest.raises(zoo.ZooError, match="not in the model's vocabulary"):
+        load_tokenizer({"tokenizer": tokenizer_record(chars)}).encode("Q!")
