@@ -62,13 +62,15 @@ STACK = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "lightning", "ligh
 # The data each task kind runs on in the family sweep: small sets that travel to the GPU machine (with
 # ``gpu_check.sh prepare``). Image classification on MNIST (the CIFAR-10 batches are too big to carry).
 KIND_DATA = {"classify": "mnist", "lm": "tiny_shakespeare", "forecast": "etth1", "seq2seq": "multi30k",
-             "embed": "word2vec", "generate": "mnist", "reconstruct": "mnist", "denoise": "mnist"}
+             "embed": "word2vec", "generate": "mnist", "reconstruct": "mnist", "denoise": "mnist",
+             "regress": "concrete"}
 TEXT_CLASSIFY_DATA = "sst2"
 DATA_FILES = ["MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz",
               "MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz",
               "tiny_shakespeare/input.txt", "ETT/ETTh1.csv", "sst2/train.tsv", "sst2/dev.tsv",
               "multi30k/train.de", "multi30k/train.en", "multi30k/val.de", "multi30k/val.en",
-              "multi30k/test_2016_flickr.de", "multi30k/test_2016_flickr.en"]
+              "multi30k/test_2016_flickr.de", "multi30k/test_2016_flickr.en",
+              "tabular/concrete.csv"]
 MANIFEST = "checksums.sha256"
 
 
@@ -159,7 +161,7 @@ def family_runs() -> list[dict[str, str]]:
 
     The model is the family's first (by name) that trains the kind. Image models' generative kinds
     (generate, reconstruct, denoise) make one run: the data's classification task is replaced by the task
-    the model implies (tasks.resolve). Kinds without a data config here (regress) are left out.
+    the model implies (tasks.resolve).
     """
     import zoo
 
@@ -170,7 +172,7 @@ def family_runs() -> list[dict[str, str]]:
             if kind not in KIND_DATA:
                 continue
             image = info.modality == "image"
-            key = (info.family, "generative" if image and kind != "classify" else kind)
+            key = (info.family, "generative" if image and kind in ("generate", "reconstruct", "denoise") else kind)
             if key in seen:
                 continue
             seen.add(key)

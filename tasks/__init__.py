@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from tasks.base import ZooTask
     from tasks.classification import ClassificationTask
     from tasks.forecasting import ForecastingTask
-    from tasks.generative import GANTask, ReconstructionTask, VAETask
+    from tasks.generative import DiffusionTask, GANTask, ReconstructionTask, VAETask
     from tasks.language_model import LanguageModelTask
+    from tasks.regression import RegressionTask
     from tasks.seq2seq import Seq2SeqTask
     from tasks.word2vec import Word2VecTask
 
@@ -26,10 +27,12 @@ _LAZY_NAMES = {
     "GANTask": "tasks.generative",
     "LanguageModelTask": "tasks.language_model",
     "ReconstructionTask": "tasks.generative",
+    "RegressionTask": "tasks.regression",
     "Seq2SeqTask": "tasks.seq2seq",
     "VAETask": "tasks.generative",
     "Word2VecTask": "tasks.word2vec",
     "ZooTask": "tasks.base",
+    "DiffusionTask": "tasks.generative",
 }
 __all__ = [
     "ClassificationTask",
@@ -37,10 +40,12 @@ __all__ = [
     "GANTask",
     "LanguageModelTask",
     "ReconstructionTask",
+    "RegressionTask",
     "Seq2SeqTask",
     "VAETask",
     "Word2VecTask",
     "ZooTask",
+    "DiffusionTask",
 ]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import nn
 
+from tasks import rng
 from tasks.optim import build_optimizer, build_scheduler
 from zoo.registry import ZooError, create_model
 from zoo.vocab import check_task_kinds
@@ -98,7 +98,7 @@ class ZooTask(L.LightningModule):
 
     # -- exact resumption: the random streams (augmentation, dropout, noise) travel with the checkpoint --
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        checkpoint["rng_states"] = rng.capture()  # CPU, CUDA per device, Python, NumPy
         # What zoo.load_model needs to rebuild the model alone: its registry name, its builder kwargs, and
         # where its weights are in the task's state dict (the task holds it as `self.model`).
         checkpoint["zoo"] = {"model": self.model_name, "kwargs": dict(self.model_kwargs), "prefix": "model."}
@@ -114,9 +114,7 @@ class ZooTask(L.LightningModule):
     def on_train_start(self) -> None:
         # Restored here, after Lightning's own set-up has consumed whatever randomness it needs.
         if self._rng_to_restore is not None:
-            torch.set_rng_state(self._rng_to_restore["torch"])
-            state = self._rng_to_restore["python"]
-            random.setstate((state[0], tuple(state[1]), state[2]))
+            rng.restore(self._rng_to_restore)
             self._rng_to_restore = None
 
     def configure_optimizers(self) -> Any:

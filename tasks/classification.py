@@ -1,4 +1,4 @@
-"""Classification: cross-entropy (optionally label-smoothed) and torchmetrics accuracy."""
+"""Classification: cross-entropy (optionally label-smoothed), torchmetrics accuracy, and AUROC for two classes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
 
 from tasks.base import ZooTask
 from tasks.data.augment import tta_logits
@@ -15,7 +15,9 @@ from zoo.registry import ZooError
 
 
 class ClassificationTask(ZooTask):
-    """Train any registry classifier: logs ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``."""
+    """Train any registry classifier: logs ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``;
+    with two classes also ``val/auroc`` and ``test/auroc`` (area under the ROC curve of the softmax
+    probability of class 1, the usual score of credit scoring)."""
 
     kinds = ("classify",)
     monitor = ("val/acc", "max")
@@ -47,6 +49,9 @@ class ClassificationTask(ZooTask):
         self._loss_steps = 0
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.binary = num_classes == 2
+        if self.binary:  # exact AUROC (thresholds=None): keeps the epoch's scores, a few KB for tabular data
+            self.val_auroc, self.test_auroc = BinaryAUROC(), BinaryAUROC()
 
     def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
         if isinstance(x, (tuple, list)):  # text: (tokens, padding_mask) from TextClassificationDataModule
@@ -73,16 +78,20 @@ class ClassificationTask(ZooTask):
         self._loss_sum.zero_()
         self._loss_steps = 0
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy,
+                   auroc: BinaryAUROC | None = None) -> None:
         x, y = batch
         logits = tta_logits(self, x, level=self.tta) if self.tta else self(x)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val", batch_size=len(y),
                  sync_dist=True)
         acc.update(logits, y)
         self.log(f"{stage}/acc", acc, prog_bar=True, on_epoch=True)
+        if auroc is not None:
+            auroc.update(logits.float().softmax(-1)[:, 1], y)
+            self.log(f"{stage}/auroc", auroc, on_epoch=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+        self._eval_step(batch, "val", self.val_acc, self.val_auroc if self.binary else None)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+        self._eval_step(batch, "test", self.test_acc, self.test_auroc if self.binary else None)

@@ -59,6 +59,29 @@ def check_overrides(argv: Sequence[str], conf_dir: str | Path) -> None:
             hint = f"Did you mean: {', '.join(close)}? " if close else ""
             fail(f"unknown {key} {v!r}. {hint}Available {key} configs: {', '.join(options)}.")
     check_override_keys(argv, conf_dir)
+    check_output_dirs(argv)
+
+
+def check_output_dirs(argv: Sequence[str]) -> None:
+    """``hydra.run.dir=``/``hydra.sweep.dir=`` naming a folder that cannot be created fails with one line.
+
+    Hydra creates the folder before the run starts, where an ``OSError`` would end in a traceback. A literal
+    path is created here instead (Hydra would create it a moment later anyway); one with an interpolation
+    (``${now:...}``) is left to Hydra.
+    """
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        folder = Path(value).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".zoo-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            fail(f"{key}={value}: cannot write the run's output folder there ({e.strerror or e}). Choose a folder "
+                 f"you can write, e.g. {key}=outputs/my-run.")
 
 
 def check_override_keys(argv: Sequence[str], conf_dir: str | Path) -> None:

@@ -83,6 +83,17 @@ class EMA(EMAWeightAveraging):
         if self.lookahead and self._latest_update_step != before:
             self._copy_average_to_current(pl_module)
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning calls the callbacks' hooks before the LightningModule's: swapping back here (as Lightning's
+        # callback does) would hand the task's own on_validation_epoch_end, where the generative tasks sample
+        # and score their pictures, the trained weights instead of the average. Swapped back in
+        # on_validation_end, which runs before the checkpoint callbacks (Lightning orders them last).
+        pass
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         # Resuming a fit restores both the average and the trained weights. Testing or validating a checkpoint
         # keeps its state_dict, which is the average.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 
 import torch
@@ -27,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import zoo
-from tasks.checkpoints import CheckpointError, load_checkpoint
+from tasks.checkpoints import load_checkpoint
 from tasks.data.tokenize import cache_root
+from zoo.io import cached
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +140,15 @@ def load_feature_extractor(
     ``spec`` gives ``num_classes``, ``in_chans``, ``img_size``, ``mean`` and ``std`` (a VisionSpec).
     """
     path = cache_root(cache_dir) / "frechet" / f"{dataset}-{RECIPE['model']}-{_cache_key(dataset, images, labels)}.pt"
-    state = None
-    if path.is_file():
-        try:
-            state = load_checkpoint(path)["state_dict"]  # weights_only=True
-        except CheckpointError as e:
-            log.warning("ignoring the unreadable cached feature extractor (%s); training it again", e)
-    if state is None:
+
+    def build() -> dict[str, torch.Tensor]:
         log.info("training the Fréchet-distance feature extractor (%s, %d epochs on %d %s images) -> %s",
                  RECIPE["model"], RECIPE["epochs"], len(images), dataset, path)
-        state = train_feature_extractor(images, labels, spec=spec, device=device)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"state_dict": state, "recipe": dict(RECIPE), "dataset": dataset}, tmp)
-        os.replace(tmp, path)  # atomic: a concurrent run reads either nothing or the whole file
+        return train_feature_extractor(images, labels, spec=spec, device=device)
+
+    # once across processes (a lock file: the jobs of a parallel sweep wait for one build), written atomically
+    state = cached(path, read=lambda p: load_checkpoint(p)["state_dict"], build=build,
+                   write=lambda st, f: torch.save({"state_dict": st, "recipe": dict(RECIPE), "dataset": dataset}, f))
     with torch.inference_mode(False):  # ordinary tensors, usable inside and outside inference mode
         net = _classifier(spec)
         net.load_state_dict(state)

@@ -1,7 +1,9 @@
-"""Write samples of a trained generative model (vae, gan, dcgan) from its checkpoint.
+"""Write samples of a trained generative model (vae, gan, dcgan, ddpm) from its checkpoint.
 
     python -m tasks.generate outputs/<date>/<time>/checkpoints/last.ckpt --num 64 --out samples.png
     python -m tasks.generate CKPT --num 100 --out samples/          # one PNG per sample
+    python -m tasks.generate DDPM_CKPT --steps 20 --eta 0.5         # a diffusion model: DDIM steps and noise
+    python -m tasks.generate DDPM_CKPT --sampler ddpm               # ancestral sampling, all T steps
 
 The model is rebuilt from the checkpoint by ``zoo.load_model`` (``torch.load(weights_only=True)`` and the
 registry): no Hydra, no Lightning module, no pickled code.
@@ -10,6 +12,7 @@ registry): no Hydra, no Lightning module, no pickled code.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +27,20 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 @torch.no_grad()
 def generate(
-    ckpt: str | Path, *, num: int = 64, out: str | Path = "samples.png", seed: int = 0, nrow: int | None = None
+    ckpt: str | Path,
+    *,
+    num: int = 64,
+    out: str | Path = "samples.png",
+    seed: int = 0,
+    nrow: int | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    sampler: str | None = None,
 ) -> Path:
-    """Draw ``num`` samples from the checkpoint's model and write them: one grid image, or a folder of PNGs."""
+    """Draw ``num`` samples from the checkpoint's model and write them: one grid image, or a folder of PNGs.
+
+    ``steps``, ``eta`` and ``sampler`` set how a diffusion model samples (None: the model's own settings).
+    """
     from torchvision.utils import save_image
 
     if num < 1:
@@ -36,7 +50,13 @@ def generate(
     if not callable(getattr(model, "sample", None)):
         raise ZooError(f"model {name!r} has no prior to sample from; generate from a checkpoint of one of: "
                        f"{', '.join(list_models(task='generate'))}")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed))  # (N, C, H, W) in [0, 1]
+    options = {k: v for k, v in (("steps", steps), ("eta", eta), ("sampler", sampler)) if v is not None}
+    takes = inspect.signature(model.sample).parameters
+    if any(k not in takes for k in options):
+        flags = " ".join(f"--{k}" for k in options if k not in takes)
+        raise ZooError(f"{flags}: model {name!r} samples in one pass; these options are for diffusion models "
+                       f"({', '.join(list_models(family='diffusion'))}). Drop them.")
+    images = model.sample(num, generator=torch.Generator().manual_seed(seed), **options)  # (N, C, H, W) in [0, 1]
     out = Path(out)
     if out.suffix.lower() in IMAGE_SUFFIXES:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -58,9 +78,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a .png/.jpg file for one grid, or a folder for one PNG per sample (default samples.png)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: a square grid)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="diffusion models: DDIM sampling steps (default: the model's sample_steps)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="diffusion models: DDIM noise, 0 deterministic to 1 ancestral-like (default: the model's)")
+    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
+                        help="diffusion models: ddim (--steps) or ddpm (ancestral, all T steps)")
     args = parser.parse_args(argv)
     with report_user_error():
-        out = generate(args.checkpoint, num=args.num, out=args.out, seed=args.seed, nrow=args.nrow)
+        out = generate(args.checkpoint, num=args.num, out=args.out, seed=args.seed, nrow=args.nrow, steps=args.steps,
+                       eta=args.eta, sampler=args.sampler)
     print(f"wrote {args.num} samples to {out}")
 
 

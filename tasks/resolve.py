@@ -7,6 +7,8 @@ defaults-list entry cannot carry overrides), so both happen on the composed conf
   (``goal.task``, else ``data.meta.task``) and the other ``goal.*`` settings.
 - A model that cannot do the data config's task but implies another (the generative families on an
   image dataset: autoencoders reconstruct, a VAE or a GAN generates) gets its own task config.
+- A data config whose task is a setting (``data=csv data.task=regress``) gets the one task config that
+  trains that task, when the one it composed with does not.
 
 Either way the whole config is composed again from the job's own overrides plus ``model=<name>`` and/or
 ``task=<config>``, so command-line overrides (``task.optimizer.lr=...``) survive and each job of a
@@ -117,7 +119,8 @@ def trains(cls: type, info: ModelInfo) -> bool:
     return bool(set(getattr(cls, "kinds", ())) & set(info.tasks)) and (families is None or info.family in families)
 
 
-def _implied_task_config(model_name: str, data_task: str | None, modality: str | None) -> str | None:
+def _implied_task_config(model_name: str, data_task: str | None, modality: str | None,
+                         current: type | None = None) -> str | None:
     """The task config a model needs when the data config's task cannot train it (None: keep the task).
 
     Derived from the task classes' declarations: a task that can use this data whatever its labels
@@ -130,11 +133,24 @@ def _implied_task_config(model_name: str, data_task: str | None, modality: str |
         info = model_info(model_name)
     except UnknownModelError:
         return None  # building the model reports it, with close matches
-    if data_task is None or data_task in info.tasks:
+    if data_task is None:
         return None
+    if data_task in info.tasks:
+        return _data_task_config(current, data_task, info)
     fits = [(getattr(cls, "families", None) is None, name) for name, cls in task_configs().items()
             if trains(cls, info) and getattr(cls, "any_image_data", False) and modality == "image"]
     return min(fits)[1] if fits else None
+
+
+def _data_task_config(current: type | None, data_task: str, info: ModelInfo) -> str | None:
+    """The one task config that trains the data's task on this model, when the composed task (``current``)
+    does not: a data config whose task is a setting (``data=csv data.task=regress``) cannot pick its task
+    config while composing. None when the composed task fits, or no single task config does."""
+    if current is None or data_task in getattr(current, "kinds", ()):
+        return None
+    fits = [name for name, cls in task_configs().items()
+            if data_task in getattr(cls, "kinds", ()) and trains(cls, info) and not getattr(cls, "any_image_data", False)]
+    return fits[0] if len(fits) == 1 else None
 
 
 def resolve_monitor(cfg: DictConfig) -> None:
@@ -188,7 +204,8 @@ def resolve_config(cfg: DictConfig, *, overrides: Sequence[str] | None = None) -
         added.append(f"model={model_name}")
     base = list(overrides) if overrides is not None else job_overrides(cfg)
     user_task = base is not None and any(_key(o) == "task" for o in base)
-    task_config = None if user_task else _implied_task_config(model_name, meta.get("task"), meta.get("modality"))
+    task_config = None if user_task else _implied_task_config(model_name, meta.get("task"), meta.get("modality"),
+                                                              task_class(cfg.task.get("_target_")))
     if task_config is not None and task_class(cfg.task.get("_target_")) is task_configs().get(task_config):
         task_config = None  # the config's task trains the model already (e.g. task= given with the model)
     if task_config is not None:

@@ -55,3 +55,24 @@ def fast_overrides(*extra: str) -> list[str]:
         "callbacks.progress_bar=null",
         *extra,
     ]
+
+
+# CPU-quick sizes for runs that check wiring, not accuracy: model name / data config name -> overrides
+SMALL_MODEL = {
+    "lstm": ["model.embed_dim=32", "model.hidden_size=32"],
+    "gru": ["model.embed_dim=32", "model.hidden_size=32", "model.bidirectional=true"],
+    "rnn": ["model.embed_dim=32", "model.hidden_size=32"],
+    "transformer_encoder": ["model.dim=32", "model.depth=1"],
+    "gpt": ["model.dim=32", "model.depth=1"],
+    "transformer": ["model.dim=32", "model.depth=1"],
+    "seq2seq_lstm": ["model.embed_dim=32", "model.hidden_size=32", "model.num_layers=1"],
+    "word2vec": ["model.embed_dim=16"],
+    "ddpm": ["model.width=8", "model.channel_mults=[1,2]", "model.num_heads=2", "data.eval_batch_size=100"],
+}
+SMALL_DATA = {
+    "sst2": ["data.batch_size=16", "data.eval_batch_size=64"],
+    "tiny_shakespeare": ["data.batch_size=4", "data.block_size=64", "data.eval_batch_size=16", "task.sample_tokens=20"],
+    "multi30k": ["data.batch_size=16", "data.eval_batch_size=8", "task.max_decode_len=8", "task.beam_size=2"],
+    "etth1": ["data.batch_size=16", "data.eval_batch_size=64"],
+    "word2vec": ["data.batch_size=256", "data.eval_batch_size=1024"],
+}

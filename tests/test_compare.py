@@ -143,3 +143,18 @@ def test_multirun_experiment_writes_the_report_into_the_sweep_folder(tmp_path):
         assert json.loads((tmp_path / job / "stats.json").read_text())["flops_per_sample"] > 0
         assert json.loads((tmp_path / job / "metrics.json").read_text())["seed"] == 0  # the experiment's seed
     assert "# compare_mnist" in (tmp_path / "report.md").read_text()
+
+
+def test_forward_flops_count_attention_on_every_device():
+    """vit_tiny's FLOPs match the analytic count: 2 x the multiply-adds of its patch embedding, linear layers,
+    QK^T and AV products (the fused CPU attention kernel counted 0 before)."""
+    from zoo.report import forward_flops
+
+    kw = zoo.model_info("vit_tiny").defaults
+    d, depth, r = kw["embed_dim"], kw["depth"], kw["mlp_ratio"]
+    patches = (kw["img_size"] // kw["patch_size"]) ** 2
+    n = patches + 1  # + the class token
+    per_layer = n * d * 3 * d + n * d * d + 2 * n * d * int(d * r) + 2 * n * n * d  # qkv, proj, mlp, QK^T + AV
+    macs = patches * kw["in_chans"] * kw["patch_size"] ** 2 * d + depth * per_layer + d * kw["num_classes"]
+    counted = forward_flops(zoo.create_model("vit_tiny"), (torch.zeros(1, 3, kw["img_size"], kw["img_size"]),))
+    assert counted == pytest.approx(2 * macs, rel=0.01)

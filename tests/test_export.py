@@ -130,7 +130,7 @@ def test_checkpoints_of_every_family_load_without_lightning_or_hydra(compose_cfg
     for case in cases:
         got = report[case["ckpt"]]
         assert got["name"] == (case["name"] if case["name"] in SMALLEST.values() else "resnet20")
-        assert got["kwargs"] == case["kwargs"] and got["training"] is False
+        assert got["kwargs"] == json.loads(json.dumps(case["kwargs"])) and got["training"] is False  # via JSON: tuples are lists
         assert got["scale"] > 1e-3  # the outputs are not trivially zero
         assert got["max_error"] <= 1e-6 * max(1.0, got["scale"]), (case["ckpt"], got)
         assert got["onnx_error"] <= 1e-4, (case["ckpt"], got)  # onnxruntime on the loaded checkpoint

@@ -300,3 +300,41 @@ def test_checkpoint_layouts_all_load(tmp_path):
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "bare.ckpt")
     with pytest.raises(zoo.CheckpointError, match="no description of the model .*'zoo' entry"):
         zoo.load_model(tmp_path / "bare.ckpt")
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line_not_a_traceback(tmp_path, capsys):
+    from tasks.cli_checks import check_output_dirs
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        check_output_dirs([f"hydra.run.dir={blocker}/run"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"hydra.run.dir={blocker}/run: cannot write the run's output folder there" in err
+    assert "Traceback" not in err
+    check_output_dirs([f"hydra.run.dir={tmp_path}/ok/run", "hydra.run.dir=outputs/${now:%H}"])  # fine: no exit
+    assert (tmp_path / "ok" / "run").is_dir()
+
+
+def test_a_full_disk_while_saving_a_checkpoint_ends_with_one_line(compose_cfg, tmp_path, monkeypatch, capsys):
+    from tasks.cli_checks import report_user_error
+    from tasks.runner import run
+    from zoo.io import WriteError
+
+    cfg = compose_cfg(*fast_overrides("model=mlp", "model.width=8", "model.depth=1", "logger=none"))
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(SystemExit) as exit_info, report_user_error():
+        run(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    first = next(line for line in err.splitlines() if line.startswith("error:"))
+    assert "cannot write" in first and "No space left on device" in first and "hydra.run.dir" in first
+    assert "Traceback" not in err
+    assert not list(tmp_path.rglob("*.tmp"))  # no half-written temporary left behind
+    assert issubclass(WriteError, OSError) and issubclass(WriteError, zoo.ZooError)

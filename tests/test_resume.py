@@ -1,6 +1,7 @@
 """A run killed mid-epoch (SIGKILL, SIGTERM, SIGINT) resumes with one override and ends exactly where an
 uninterrupted run ends; checkpoints are written atomically and loaded safely."""
 
+import io
 import json
 import os
 import signal
@@ -208,3 +209,24 @@ def test_resume_with_a_different_model_is_refused(compose_cfg, tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"model": {"name": "lenet5", "num_classes": 10}}}, p)
     with pytest.raises(CheckpointError, match="different model config"):
         check_resumable(p, {"name": "mlp", "num_classes": 10})
+
+
+def test_checkpoints_carry_every_random_stream_and_restore_them():
+    import random
+
+    import numpy as np
+
+    from tasks import rng
+
+    torch.manual_seed(1), random.seed(2), np.random.seed(3)
+    saved = rng.capture()
+    assert {"torch", "python", "numpy"} <= set(saved)  # + "cuda" per device where CUDA is in use
+    buf = io.BytesIO()
+    torch.save(saved, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)  # plain tensors and values: the safe loader reads them
+    expected = (torch.rand(3), random.random(), np.random.rand(3))
+    torch.manual_seed(9), random.seed(9), np.random.seed(9)
+    rng.restore(loaded)
+    got = (torch.rand(3), random.random(), np.random.rand(3))
+    assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and np.array_equal(got[2], expected[2])

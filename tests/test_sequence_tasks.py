@@ -7,25 +7,10 @@ import math
 import pytest
 
 from tasks.runner import run
+from tests.conftest import SMALL_DATA as DATA
+from tests.conftest import SMALL_MODEL as SMALL
 from tests.conftest import fast_overrides
 
-SMALL = {  # CPU-quick sizes: these runs check wiring, not accuracy
-    "lstm": ["model.embed_dim=32", "model.hidden_size=32"],
-    "gru": ["model.embed_dim=32", "model.hidden_size=32", "model.bidirectional=true"],
-    "rnn": ["model.embed_dim=32", "model.hidden_size=32"],
-    "transformer_encoder": ["model.dim=32", "model.depth=1"],
-    "gpt": ["model.dim=32", "model.depth=1"],
-    "transformer": ["model.dim=32", "model.depth=1"],
-    "seq2seq_lstm": ["model.embed_dim=32", "model.hidden_size=32", "model.num_layers=1"],
-    "word2vec": ["model.embed_dim=16"],
-}
-DATA = {
-    "sst2": ["data.batch_size=16", "data.eval_batch_size=64"],
-    "tiny_shakespeare": ["data.batch_size=4", "data.block_size=64", "data.eval_batch_size=16", "task.sample_tokens=20"],
-    "multi30k": ["data.batch_size=16", "data.eval_batch_size=8", "task.max_decode_len=8", "task.beam_size=2"],
-    "etth1": ["data.batch_size=16", "data.eval_batch_size=64"],
-    "word2vec": ["data.batch_size=256", "data.eval_batch_size=1024"],
-}
 CASES = [
     ("lstm", "sst2", ["test/acc", "test/loss"]),
     ("transformer_encoder", "sst2", ["test/acc"]),

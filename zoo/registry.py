@@ -159,7 +159,15 @@ def create_model(name: str, *, pretrained: Any = None, **kwargs: Any) -> nn.Modu
     except TypeError as e:
         accepted = ", ".join(info.defaults) or "none"
         raise ZooError(f"model {name!r} does not take these arguments ({e}). It accepts: {accepted}.") from None
-    return info.builder(**kwargs)
+    model = info.builder(**kwargs)
+    if "image" in info.modalities and "in_chans" in info.defaults:  # a wrong image shape fails at the entrance
+        from zoo.inputs import guard_image_input
+
+        settings = {**info.defaults, **kwargs}
+        sized = settings.get("in_features") is None  # an MLP given in_features takes rows, not images
+        guard_image_input(model, name, in_chans=settings["in_chans"],
+                          img_size=settings.get("img_size") if sized else None)
+    return model
 
 
 def list_models(

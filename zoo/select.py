@@ -68,7 +68,7 @@ TREE: dict[str, Node] = {
         ("gan", "dcgan"), ("vae", "vae"), ("diffusion", "diffusion"))),
     "dcgan": Node("dcgan", model="dcgan", note="convolutional GAN (Radford et al. 2016)"),
     "vae": Node("vae", model="vae", note="a probabilistic latent; also reconstructs"),
-    "diffusion": Node("diffusion model", note="the zoo has no diffusion model yet; ask for generator=gan or vae"),
+    "diffusion": Node("ddpm", model="ddpm", note="denoising diffusion (Ho et al. 2020), sampled with DDIM"),
     "autoencoder": Node("autoencoder", model="autoencoder", note="encoder -> latent -> decoder"),
     "denoising_autoencoder": Node("denoising_autoencoder", model="denoising_autoencoder",
                                   note="reconstructs clean images from corrupted ones"),

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tasks.data.integrity import DataError
     from tasks.data.loader import TensorBatchLoader
     from tasks.data.skipgram import SkipGramDataModule
+    from tasks.data.tabular import TabularDataModule
     from tasks.data.text_classification import TextClassificationDataModule
     from tasks.data.timeseries import ForecastingDataModule
     from tasks.data.translation import TranslationDataModule
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 _LAZY_NAMES = {"CharLMDataModule": "char_lm", "DataError": "integrity", "ForecastingDataModule": "timeseries",
                "SkipGramDataModule": "skipgram", "TensorBatchLoader": "loader",
+               "TabularDataModule": "tabular",
                "TextClassificationDataModule": "text_classification", "TranslationDataModule": "translation",
                "VisionDataModule": "vision"}
 
@@ -35,6 +37,7 @@ __all__ = [
     "DataError",
     "ForecastingDataModule",
     "SkipGramDataModule",
+    "TabularDataModule",
     "TensorBatchLoader",
     "TextClassificationDataModule",
     "TranslationDataModule",

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from tasks.data.integrity import DataError
+from zoo.io import cached
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +95,28 @@ def train_tokenizer(
         raise DataError(f"tokenizer algorithm {algorithm!r}; choose 'bpe' or 'wordpiece'")
     key = _key(texts, algorithm=algorithm, vocab_size=vocab_size, lowercase=lowercase, specials=SPECIALS)
     path = cache_root(cache_dir) / "tokenizers" / f"{name}-{algorithm}{vocab_size}-{key}.json"
-    if path.is_file():
-        return Tokenizer.from_file(str(path))
 
-    if algorithm == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
-    else:
-        tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
-                                            show_progress=False)
-    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    tok.normalizer = normalizers.Sequence(norms)
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    for i, s in enumerate(SPECIALS):
-        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
-    log.info("trained tokenizer %s (%d tokens) -> %s", name, tok.get_vocab_size(), path)
-    return tok
+    def build():
+        if algorithm == "bpe":
+            tok = Tokenizer(models.BPE(unk_token=UNK))
+            trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
+        else:
+            tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
+            trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                                show_progress=False)
+        norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tok.normalizer = normalizers.Sequence(norms)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        for i, s in enumerate(SPECIALS):
+            assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+        log.info("trained tokenizer %s (%d tokens) -> %s", name, tok.get_vocab_size(), path)
+        return tok
+
+    # once across processes (a lock file), written atomically
+    return cached(path, read=lambda p: Tokenizer.from_file(str(p)), build=build,
+                  write=lambda tok, f: f.write(tok.to_str().encode()))
 
 
 def encode_padded(tok, texts: Sequence[str], *, max_len: int, pad_id: int, bos: bool = False,

@@ -15,6 +15,7 @@ from zoo.layers.position import (
     SinusoidalPositionalEncoding,
     create_positional,
     create_rope,
+    timestep_embedding,
 )
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.transformer import (
@@ -24,6 +25,7 @@ from zoo.layers.transformer import (
     TransformerDecoder,
     TransformerEncoder,
 )
+from zoo.layers.unet import Downsample, SpatialSelfAttention, TimeResBlock, Upsample
 from zoo.layers.whitening import PatchWhitening
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "ClassifierMixin",
     "ConvNormAct",
     "ConvTransposeNormAct",
+    "Downsample",
     "DecoderCache",
     "DecoderLayer",
     "DepthwiseSeparableConv",
@@ -51,12 +54,16 @@ __all__ = [
     "RotaryEmbedding",
     "SequenceFeatures",
     "SinusoidalPositionalEncoding",
+    "SpatialSelfAttention",
+    "TimeResBlock",
     "TokenEmbedding",
     "TransformerDecoder",
     "TransformerEncoder",
+    "Upsample",
     "causal_mask",
     "create_act",
     "create_positional",
     "create_rope",
     "get_act_layer",
+    "timestep_embedding",
 ]

@@ -5,6 +5,8 @@
 - learned (Gehring et al. 2017; GPT, BERT): one trained vector per position, added.
 - rotary, RoPE (Su et al. 2021): rotate each (even, odd) pair of query/key features by an angle
   proportional to the position, so q_m . k_n depends on m - n only; applied inside attention.
+- the same sinusoids of any real-valued position, one vector per batch element: a diffusion model's
+  timestep embedding (Ho et al. 2020, appendix B), :func:`timestep_embedding`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ def sinusoidal_table(max_len: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)
     return table.float()
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, *, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoids of (B,) positions (integers or reals) -> (B, dim): [sin(t f_0), ..., cos(t f_0), ...].
+
+    The frequencies are those of :func:`sinusoidal_table` (f_i = max_period^(-2i/dim)), with the sines in the
+    first half and the cosines in the second (the layout of the DDPM and guided-diffusion code), so a
+    diffusion model can embed its noise level t as a transformer embeds a position.
+    """
+    if dim % 2:
+        raise ValueError(f"sinusoidal timestep embeddings need an even dim, got {dim}")
+    freq = torch.exp(-math.log(max_period) * torch.arange(0, dim, 2, device=t.device, dtype=torch.float32) / dim)
+    angles = t.float()[:, None] * freq  # (B, 1) * (D/2,) -> (B, D/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (B, D)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

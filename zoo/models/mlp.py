@@ -47,7 +47,7 @@ class MLP(ClassifierMixin, nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model(family="mlp", modality="image", tasks=("classify", "regress"), input_shape=(1, 28, 28),
+@register_model(family="mlp", modality=("image", "tabular"), tasks=("classify", "regress"), input_shape=(1, 28, 28),
                 paper="Rumelhart, Hinton & Williams 1986")
 def mlp(
     *,
