@@ -108,6 +108,10 @@ class ZooTask(L.LightningModule):
         tokenizer = getattr(dm, "tokenizer", None)
         if hasattr(tokenizer, "to_str"):
             checkpoint["tokenizer"] = tokenizer.to_str()
+        # ... and the input contract its data states (channels, size, mean/std, class names, tokenizer), so a raw
+        # input becomes the model's input without the DataModule (zoo.preprocess, `zoo predict`).
+        if callable(getattr(dm, "preprocessing", None)):
+            checkpoint["zoo"]["preprocessing"] = dm.preprocessing()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

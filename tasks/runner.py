@@ -115,6 +115,7 @@ def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics.
 
+    ``train=false`` skips fitting and tests ``ckpt_path`` (evaluation of a trained model, same metrics.json).
     A config with ``stages`` (an experiment of several runs, e.g. pretraining then fine-tuning) runs each stage
     in turn instead (tasks/stages.py).
     """
@@ -130,16 +131,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule, task, trainer, speed = build(cfg)
 
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out)
+    fit = bool(cfg.get("train", True))
+    if not fit and ckpt_path is None:
+        raise ConfigError("train=false evaluates a trained model without training: name it with ckpt_path=PATH "
+                          "(a run's checkpoints/best-*.ckpt), with the run's own model and data overrides.")
     if ckpt_path is not None:
         check_resumable(ckpt_path, dict(task.hparams.model), task=task)
     t0 = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if fit:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_time = time.perf_counter() - t0
 
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path else None
+    best = best if fit else ckpt_path  # train=false: the checkpoint it was given is the one tested
     results = [{}]
-    if cfg.get("test", True):
+    if cfg.get("test", True) or not fit:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
     metrics: dict[str, Any] = {

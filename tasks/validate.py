@@ -45,6 +45,7 @@ class RunSchema:
     test: bool = True
     init_from: str | None = None
     stages: dict | None = None
+    train: bool = True
 
 
 def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:

@@ -188,7 +188,8 @@ def test_nan_loss_stops_at_its_step_before_the_update(compose_cfg):
     assert last["global_step"] == 5  # saved after the last good step, never after the bad one
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
     # the task describes its model in the checkpoint: zoo.load_model rebuilds it alone, no Lightning, no Hydra
-    assert last["zoo"] == {"model": task.model_name, "kwargs": task.model_kwargs, "prefix": "model."}
+    assert last["zoo"] == {"model": task.model_name, "kwargs": task.model_kwargs, "prefix": "model.",
+                           "preprocessing": task.trainer.datamodule.preprocessing()}  # the data's input contract
     model = zoo.load_model(path)
     assert model.zoo_name == "lenet5" and model.zoo_kwargs == task.model_kwargs
     for k, v in model.state_dict().items():

@@ -5,7 +5,7 @@
 
 ``import zoo`` does not import torch either: the registry and the decision tree are plain Python; torch,
 timm and the model families come with the first call that needs a model (``create_model``, ``list_models``,
-``select``, ...), and ``load_model``, ``save_model``, ``CheckpointError`` and the submodules (``zoo.export``,
+``select``, ...), and ``load_model``, ``save_model``, ``save_pretrained``, ``from_pretrained``, ``CheckpointError`` and the submodules (``zoo.export``,
 ``zoo.report``, ...) on first access (PEP 562). ``benchmarks/startup.py`` measures it.
 """
 
@@ -30,6 +30,7 @@ from zoo.select import select  # the function; the tree itself: from zoo.select 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from zoo import export
     from zoo.checkpoint import CheckpointError, load_model, save_model
+    from zoo.pretrained import from_pretrained, save_pretrained
 
 __all__ = [
     "CheckpointError",
@@ -40,19 +41,22 @@ __all__ = [
     "create_model",
     "example_inputs",
     "export",
+    "from_pretrained",
     "list_models",
     "load_model",
     "model_info",
     "register_model",
     "save_model",
+    "save_pretrained",
     "select",
 ]
 __version__ = "0.1.0"
 
 # name -> the module that defines it; imported on first access (each of these imports torch)
-_LAZY_NAMES = {"CheckpointError": "zoo.checkpoint", "load_model": "zoo.checkpoint", "save_model": "zoo.checkpoint"}
+_LAZY_NAMES = {"CheckpointError": "zoo.checkpoint", "load_model": "zoo.checkpoint", "save_model": "zoo.checkpoint",
+               "save_pretrained": "zoo.pretrained", "from_pretrained": "zoo.pretrained"}
 _SUBMODULES = frozenset({"checkpoint", "cli", "decoding", "export", "external", "io", "layers", "models", "plots",
-                         "report", "vocab"})
+                         "report", "vocab", "pretrained", "preprocess", "predict"})
 
 
 def __getattr__(name: str) -> Any:

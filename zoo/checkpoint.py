@@ -4,7 +4,7 @@ Every checkpoint of the project is read by :func:`read_checkpoint`, with ``torch
 tensors and plain containers only, never arbitrary objects. :func:`load_model` rebuilds the model of
 
 - a training run's checkpoint (``checkpoints/*.ckpt``), which describes its model in a ``"zoo"`` entry:
-  ``{"model": registry name, "kwargs": builder kwargs, "prefix": "model."}``; the model's weights are the
+  ``{"model": registry name, "kwargs": builder kwargs, "prefix": "model.", "preprocessing": {...}}``; the model's weights are the
   ``state_dict`` entries under ``prefix`` (the training task writes this entry; see :data:`RECORD`);
 - a file written by :func:`save_model`: ``{"format": "dnn-zoo/1", "model": name, "kwargs": {...},
   "state_dict": {...}}``, the same description at the top level with no prefix;
@@ -106,7 +106,9 @@ def load_model(path: str | Path, *, strict: bool = True) -> nn.Module:
     """Rebuild a zoo model from a checkpoint: ``model = zoo.load_model("outputs/.../checkpoints/best.ckpt")``.
 
     Returns the plain ``nn.Module`` in eval mode (call ``.train()`` to fine-tune), on the CPU, with its
-    registry name and builder kwargs as ``model.zoo_name`` and ``model.zoo_kwargs``.
+    registry name and builder kwargs as ``model.zoo_name`` and ``model.zoo_kwargs``, and the input contract of its
+    training data (channels, size, mean/std, class names, tokenizer: see :mod:`zoo.preprocess`) as
+    ``model.zoo_preprocessing`` (None for checkpoints without one).
     """
     path = Path(path)
     ckpt = read_checkpoint(path)
@@ -121,6 +123,8 @@ def load_model(path: str | Path, *, strict: bool = True) -> nn.Module:
                               "... The registry's model changed since the checkpoint was written, or the file "
                               "was edited; load with strict=False to keep the matching weights only.") from None
     model.zoo_name, model.zoo_kwargs = name, kwargs
+    # The input contract of the data it was trained on (zoo.preprocess), when the run's data module stated one.
+    model.zoo_preprocessing = (ckpt.get(RECORD) or {}).get("preprocessing")
     return model.eval()
 
 

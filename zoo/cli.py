@@ -4,6 +4,8 @@
     zoo info NAME                                                metadata, default arguments, tree branch
     zoo select --modality image [--task T] [--accuracy light]   the decision tree's choice and path
     zoo compare SWEEP_DIR                                        (re)write a comparison sweep's report
+    zoo predict CKPT_OR_DIR INPUT... [--top-k K] [--out F]       run a trained model on raw inputs
+    zoo export-run RUN_DIR OUT_DIR                               a run -> a save_pretrained folder
 
 None of them imports Lightning or Hydra: parameters are counted on the ``meta`` device (no weights
 allocated), and ``compare`` reads the run folders with :mod:`zoo.report`.
@@ -53,6 +55,8 @@ def _table(rows: list[list[str]], right: Sequence[int] = ()) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return _list_pretrained(args)
     names = list_models(args.pattern, family=args.family, modality=args.modality, task=args.task)
     if not names:
         filters = ", ".join(f"{k}={v}" for k, v in (("family", args.family), ("modality", args.modality),
@@ -66,6 +70,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append([f"`{n}`" if args.markdown else n, info.family, "/".join(info.modalities),
                      ", ".join(info.tasks), f"{count_params_fast(n):,}", info.paper])
     print(_markdown(rows) if args.markdown else _table(rows, right=(4,)))
+    return 0
+
+
+def _list_pretrained(args: argparse.Namespace) -> int:
+    from zoo.pretrained import list_shipped, read_config
+
+    rows = [["name", "pretrained", "test metrics", "params", "load it"]]
+    for (name, data), folder in list_shipped().items():
+        cfg = read_config(folder)  # checks the weights' sha256 too
+        metrics = {k: v for k, v in (cfg.get("metrics") or {}).items() if k.startswith("test/")}
+        rows.append([f"`{name}`" if args.markdown else name, data,
+                     "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), f"{cfg['weights']['params']:,}",
+                     f'zoo.create_model("{name}", pretrained="{data}")'])
+    print(_markdown(rows) if args.markdown else _table(rows, right=(3,)))
     return 0
 
 
@@ -134,6 +152,62 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    import torch
+
+    from zoo import predict as P
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = P.load_any(args.model)
+    kind = P.kind_of(model)
+    if kind == "generate":
+        out = P.sample_images(model, args.out or "samples.png", num=args.num, seed=args.seed)
+        print(f"wrote {args.num} samples of {model.zoo_name} to {out}")
+        return 0
+    if not args.inputs:
+        raise ZooError(f"zoo predict {args.model}: give the {kind} model inputs ("
+                       + {"classify": "image files or sentences", "lm": "a prompt", "seq2seq": "sentences"}[kind] + ").")
+    if kind == "lm":
+        for prompt in args.inputs:
+            print(P.generate_text(model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  seed=args.seed))
+        return 0
+    if kind == "seq2seq":
+        rows = [[src, hyp] for src, hyp in zip(args.inputs, P.translate(model, args.inputs, beam_size=args.beam_size),
+                                                strict=True)]
+        header = ["input", "translation"]
+    else:
+        images = (model.zoo_preprocessing or {}).get("kind") == "image"
+        fn = P.classify_images if images else P.classify_texts
+        preds = fn(model, args.inputs, top_k=args.top_k)
+        header = ["input"] + [c for i in range(1, len(preds[0]) + 1) for c in (f"class_{i}", f"prob_{i}")]
+        rows = [[src] + [c for cls, p in top for c in (cls, f"{p:.4f}")] for src, top in zip(args.inputs, preds,
+                                                                                             strict=True)]
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+    for row in rows:
+        if kind == "seq2seq":
+            print(f"{row[0]}\n  -> {row[1]}")
+        else:
+            print(f"{row[0]}: " + ", ".join(f"{row[i]} ({float(row[i + 1]):.3f})" for i in range(1, len(row), 2)))
+    if args.out:
+        print(f"-> {args.out}")
+    return 0
+
+
+def cmd_export_run(args: argparse.Namespace) -> int:
+    from zoo.pretrained import export_run
+
+    out = export_run(args.run_dir, args.out_dir)
+    print(f"{args.run_dir} -> {out} (model.safetensors, config.json, README.md); load it with "
+          f"zoo.from_pretrained({str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoo", description="The dnn-zoo model registry and decision tree.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", choices=MODALITIES)
     s.add_argument("--task", choices=TASKS, help=", ".join(TASKS))
     s.add_argument("--markdown", action="store_true", help="a Markdown table (the README's Models table)")
+    s.add_argument("--pretrained", action="store_true", help="the trained weights shipped with the package")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("info", help="one model: metadata, default arguments, the tree's branch to it")
@@ -169,6 +244,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--curve", help="logged metric for the learning curves (default: the metric on val)")
     s.add_argument("--no-plots", action="store_true")
     s.set_defaults(fn=cmd_compare)
+
+    s = sub.add_parser("predict", help="run a trained model on raw inputs (images, text, a prompt)",
+                       description="Run a trained model (a run's .ckpt or a save_pretrained folder) on raw inputs, "
+                       "with the preprocessing saved with it: image files or sentences -> top-k classes; a prompt "
+                       "-> generated text (language models); sentences -> translations (seq2seq); nothing -> a "
+                       "grid of samples (generative models, --out PNG).")
+    s.add_argument("model", help="a checkpoint (.ckpt), a save_pretrained folder, or a Hugging Face Hub id")
+    s.add_argument("inputs", nargs="*", help="image files, sentences, or a prompt")
+    s.add_argument("--top-k", type=int, default=5, help="classes shown per input (default 5)")
+    s.add_argument("--out", help="classifiers/translators: a CSV of the predictions; generative: the PNG grid")
+    s.add_argument("--max-new-tokens", type=int, default=200, help="language models: tokens to generate")
+    s.add_argument("--temperature", type=float, default=0.8, help="language models: 0 is greedy (default 0.8)")
+    s.add_argument("--beam-size", type=int, default=1, help="seq2seq: beam search width (default 1: greedy)")
+    s.add_argument("--num", type=int, default=64, help="generative models: samples in the grid (default 64)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("export-run", help="turn a run folder into a save_pretrained folder (safetensors + card)")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("out_dir", type=Path)
+    s.set_defaults(fn=cmd_export_run)
     return p
 
 

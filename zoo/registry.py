@@ -137,16 +137,22 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, pretrained: Any = None, **kwargs: Any) -> nn.Module:
     """Build a registered model: ``create_model("resnet20", num_classes=10)``.
 
-    Names prefixed ``timm/`` or ``torchvision/`` build those libraries' architectures
-    (randomly initialised) with the same ``num_classes``/``in_chans`` vocabulary.
+    ``pretrained="mnist"`` loads the weights shipped with the package for that model trained on that data
+    (``zoo list --pretrained``; in eval mode, with its preprocessing). Names prefixed ``timm/`` or
+    ``torchvision/`` build those libraries' architectures (randomly initialised unless ``pretrained=True``)
+    with the same ``num_classes``/``in_chans`` vocabulary.
     """
     if "/" in name:
         from zoo.external import create_external_model
 
-        return create_external_model(name, **kwargs)
+        return create_external_model(name, **kwargs, **({} if pretrained is None else {"pretrained": pretrained}))
+    if pretrained:
+        from zoo.pretrained import load_shipped
+
+        return load_shipped(name, str(pretrained), **kwargs)
     info = model_info(name)
     try:
         inspect.signature(info.builder).bind(**kwargs)

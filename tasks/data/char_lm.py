@@ -16,7 +16,7 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import ResumableLoader, rank_world, resident
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
-from tasks.data.tokenize import CharTokenizer, train_tokenizer
+from tasks.data.tokenize import CharTokenizer, tokenizer_record, train_tokenizer
 
 
 class SubwordTokenizer:
@@ -33,6 +33,10 @@ class SubwordTokenizer:
 
     def decode_ids(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))
+
+    def to_str(self) -> str:
+        """The HF tokenizer's own JSON serialisation (``tokenizer_record``, checkpoints)."""
+        return self.tok.to_str()
 
 
 class RandomWindowLoader(ResumableLoader):
@@ -165,6 +169,11 @@ class CharLMDataModule(TextDataModule):
         """The characters seen in training (the vocabulary) and the window length (reads the text)."""
         self.setup("fit")
         return {"vocab_size": self.vocab_size, "max_len": self.block_size}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: its characters and window (``zoo predict`` reads it)."""
+        self.setup("fit")
+        return {"kind": "text", "tokenizer": tokenizer_record(self.tokenizer), "max_len": self.block_size}
 
     def encode(self, text: str) -> torch.Tensor:
         return self.tokenizer.encode_text(text)

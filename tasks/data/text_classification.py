@@ -14,8 +14,8 @@ import torch
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule, trim_padding
-from tasks.data.text_sources import CLASSIFICATION_FILES, NUM_CLASSES, READERS
-from tasks.data.tokenize import PAD_ID, encode_padded, load_tokenizer, train_tokenizer
+from tasks.data.text_sources import CLASS_NAMES, CLASSIFICATION_FILES, NUM_CLASSES, READERS
+from tasks.data.tokenize import PAD_ID, encode_padded, load_tokenizer, tokenizer_record, train_tokenizer
 
 
 class TextClassificationDataModule(TextDataModule):
@@ -103,6 +103,12 @@ class TextClassificationDataModule(TextDataModule):
         self.setup("fit")
         return {"num_classes": self.num_classes, "vocab_size": self.vocab_size, "pad_id": self.pad_id,
                 "max_len": self.max_len}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: tokenizer, padding, length, class names."""
+        self.setup("fit")
+        return {"kind": "text", "tokenizer": tokenizer_record(self.tokenizer), "max_len": self.max_len,
+                "pad_id": self.pad_id, "lowercase": self.lowercase, "classes": list(CLASS_NAMES[self.dataset])}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         ids, y = batch

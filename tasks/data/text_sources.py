@@ -26,6 +26,7 @@ CLASSIFICATION_FILES = {
     },
 }
 NUM_CLASSES = {"sst2": 2, "ag_news": 4}
+CLASS_NAMES = {"sst2": ("negative", "positive"), "ag_news": ("World", "Sports", "Business", "Sci/Tech")}
 MULTI30K_MD5 = {
     "train.de": "d3b4bc1671cfb805267f97f16884beba", "train.en": "053a34ece7c904dbc8c7361799afbe4c",
     "val.de": "9f139b15d9d11936dea7af2904e57d8c", "val.en": "2234730e7925354b766681b029b347ec",

@@ -59,6 +59,13 @@ class CharTokenizer:
         return "".join(self.chars[i] for i in ids)
 
 
+def tokenizer_record(tok) -> dict[str, object]:
+    """A tokenizer as JSON-able data, saved with a trained model (``zoo.preprocess.load_tokenizer`` reads it)."""
+    if isinstance(tok, CharTokenizer):
+        return {"type": "chars", "chars": list(tok.chars)}
+    return {"type": "hf", "json": tok.to_str()}  # the HF tokenizers library's own serialisation
+
+
 def _key(texts: Sequence[str], **settings: object) -> str:
     import tokenizers
 

@@ -16,7 +16,7 @@ from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader
 from tasks.data.text_base import TextDataModule, trim_padding
 from tasks.data.text_sources import MULTI30K_SPLITS, multi30k_file
-from tasks.data.tokenize import BOS_ID, EOS_ID, PAD_ID, encode_padded, train_tokenizer
+from tasks.data.tokenize import BOS_ID, EOS_ID, PAD_ID, encode_padded, tokenizer_record, train_tokenizer
 
 
 class TranslationDataModule(TextDataModule):
@@ -74,6 +74,13 @@ class TranslationDataModule(TextDataModule):
         self.setup("fit")
         return {"src_vocab_size": self.vocab_size, "tgt_vocab_size": self.vocab_size, "pad_id": self.pad_id,
                 "max_len": self.max_len}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: the joint tokenizer and special ids (``zoo predict``)."""
+        self.setup("fit")
+        return {"kind": "text", "tokenizer": tokenizer_record(self.tokenizer), "max_len": self.max_len,
+                "pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id, "lowercase": self.lowercase,
+                "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is not None:

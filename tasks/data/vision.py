@@ -93,16 +93,27 @@ class VisionSpec:
     img_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    classes: tuple[str, ...] = ()  # class names in label order (a trained model's predictions are named by them)
 
 
+_CIFAR100 = tuple(
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
+    "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
+    "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster "
+    "man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck "
+    "pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk "
+    "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger "
+    "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm".split())
 DATASETS: dict[str, VisionSpec] = {
-    "mnist": VisionSpec(functools.partial(_load_mnist_like, tvd.MNIST), 10, 1, 28, (0.1307,), (0.3081,)),
+    "mnist": VisionSpec(functools.partial(_load_mnist_like, tvd.MNIST), 10, 1, 28, (0.1307,), (0.3081,),
+                        tuple(map(str, range(10)))),
     "fashion_mnist": VisionSpec(functools.partial(_load_mnist_like, tvd.FashionMNIST), 10, 1, 28,
-                                (0.2860,), (0.3530,)),
+                                (0.2860,), (0.3530,), tuple(tvd.FashionMNIST.classes)),
     "cifar10": VisionSpec(functools.partial(_load_cifar, tvd.CIFAR10), 10, 3, 32,
-                          (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                          (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                          ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
     "cifar100": VisionSpec(functools.partial(_load_cifar, tvd.CIFAR100), 100, 3, 32,
-                           (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+                           (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), _CIFAR100),
 }
 
 
@@ -172,6 +183,12 @@ class VisionDataModule(L.LightningDataModule):
     def facts(self) -> dict[str, Any]:
         """What the model is built with: the dataset's classes, channels and image side."""
         return {"num_classes": self.num_classes, "in_chans": self.in_chans, "img_size": self.img_size}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries (zoo.preprocess turns image files into its input with it)."""
+        mean, std = (self.spec.mean, self.spec.std) if self.normalize else ((0.0,) * self.in_chans, (1.0,) * self.in_chans)
+        return {"kind": "image", "in_chans": self.in_chans, "img_size": self.img_size, "mean": list(mean),
+                "std": list(std), "classes": list(self.spec.classes)}
 
     def _load(self, train: bool) -> Arrays:
         return load_arrays(self.dataset, str(self.root), train, self.download, self.manifest)

@@ -1,0 +1,173 @@
+"""Using a trained model: save_pretrained/from_pretrained, shipped weights, zoo predict, train=false, torch.hub."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from tests.conftest import fast_overrides
+from zoo.cli import main as zoo_main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "zoo" / "weights" / "lenet5-mnist"
+
+# One model of every family (the smallest), plus the weight-tied ones (safetensors stores shared tensors once).
+ROUND_TRIP = r"""
+import json, sys, torch
+torch.set_num_threads(1)
+import zoo
+from zoo.cli import count_params_fast
+
+def flat(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out for t in flat(o)] if isinstance(out, (tuple, list)) else []
+
+smallest = {}
+for n in zoo.list_models():
+    fam, size = zoo.model_info(n).family, count_params_fast(n)
+    if fam not in smallest or size < smallest[fam][1]:
+        smallest[fam] = (n, size)
+names = sorted({n for n, _ in smallest.values()} | {"gpt", "transformer"})
+report = {}
+for i, name in enumerate(names):
+    torch.manual_seed(i)
+    model = zoo.create_model(name).eval()
+    folder = f"{sys.argv[1]}/{name}"
+    zoo.save_pretrained(model, folder, name=name, kwargs={}, metrics={"test/acc": 0.5})
+    loaded = zoo.from_pretrained(folder)
+    x = zoo.example_inputs(name)
+    with torch.no_grad():
+        torch.manual_seed(0); a = flat(model(*x))
+        torch.manual_seed(0); b = flat(loaded(*x))
+    same_state = all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    report[name] = bool(a) and same_state and all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+print(json.dumps({"report": report, "training_side": sorted({m.split(".")[0] for m in sys.modules}
+                  & {"lightning", "pytorch_lightning", "hydra", "omegaconf", "tasks"})}))
+"""
+
+
+def test_save_from_pretrained_round_trip_every_family_without_lightning_or_hydra(tmp_path):
+    r = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["training_side"] == []
+    families = {zoo.model_info(n).family for n in out["report"]}
+    assert families == {zoo.model_info(n).family for n in zoo.list_models()}
+    assert out["report"] and all(out["report"].values()), out["report"]  # bit-identical outputs and weights
+    for folder in tmp_path.iterdir():  # no pickle: safetensors, JSON and Markdown only
+        assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+        header_len = int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")
+        json.loads((folder / "model.safetensors").read_bytes()[8 : 8 + header_len])  # a JSON header, then raw tensors
+        assert b"\x80\x02" not in (folder / "config.json").read_bytes()
+    card = (tmp_path / "lenet5" / "README.md").read_text()
+    assert "LeCun" in card and "61,706" in card and "from_pretrained" in card
+
+
+def _mnist_test(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from tasks.data.vision import load_arrays
+
+    return load_arrays("mnist", str(data_dir), False, False, "checksums.sha256")
+
+
+def test_shipped_lenet5_reproduces_its_card(data_dir):
+    model = zoo.create_model("lenet5", pretrained="mnist")
+    config = json.loads((SHIPPED / "config.json").read_text())
+    x, y = _mnist_test(data_dir)
+    pre = model.zoo_preprocessing
+    mean, std = torch.tensor(pre["mean"]).view(1, -1, 1, 1), torch.tensor(pre["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        pred = torch.cat([model((x[i : i + 2000].float() / 255 - mean) / std).argmax(-1)
+                          for i in range(0, len(x), 2000)])
+    correct = int((pred == y).sum())
+    assert correct == round(config["metrics"]["test/acc"] * len(y)), correct  # 9,916 of 10,000
+    assert config["metrics"]["test/acc"] > 0.99
+    with pytest.raises(zoo.ZooError, match="no shipped weights for 'resnet20'"):
+        zoo.create_model("resnet20", pretrained="cifar10")
+
+
+def test_zoo_predict_reads_mnist_pngs_with_the_shipped_lenet5(tmp_path, data_dir, capsys):
+    from PIL import Image
+
+    x, y = _mnist_test(data_dir)
+    paths = []
+    for i in (0, 1, 2):  # the digits 7, 2, 1
+        paths.append(str(tmp_path / f"digit{i}.png"))
+        Image.fromarray(x[i, 0].numpy()).save(paths[-1])
+    out = tmp_path / "pred.csv"
+    assert zoo_main(["predict", str(SHIPPED), *paths, "--top-k", "3", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["class_1"] for r in rows] == [str(int(d)) for d in y[:3]]
+    assert all(float(r["prob_1"]) > 0.5 > float(r["prob_2"]) for r in rows)
+    assert f"{paths[0]}: {int(y[0])} (" in capsys.readouterr().out
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not pixels")
+    assert zoo_main(["predict", str(SHIPPED), str(not_image)]) == 2
+    assert "is not an image file" in capsys.readouterr().err
+    assert zoo_main(["predict", str(tmp_path / "missing"), paths[0]]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_from_pretrained_errors(tmp_path):
+    with pytest.raises(zoo.ZooError, match="no such folder"):
+        zoo.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(zoo.ZooError, match="not a pretrained model folder: config.json, model.safetensors missing"):
+        zoo.from_pretrained(tmp_path / "empty")
+    edited = shutil.copytree(SHIPPED, tmp_path / "edited")
+    data = bytearray((edited / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (edited / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match="does not match the sha256"):
+        zoo.from_pretrained(edited)
+
+
+def test_train_false_reproduces_the_runs_test_metric_and_export_run(compose_cfg, tmp_path):
+    from tasks.runner import run
+
+    trained = run(compose_cfg(*fast_overrides("trainer.limit_train_batches=5", "trainer.limit_test_batches=2")))
+    best = trained["best_checkpoint"]
+    model = zoo.load_model(best)  # the data's input contract travelled with the checkpoint
+    assert model.zoo_preprocessing["classes"] == [str(d) for d in range(10)]
+    assert model.zoo_preprocessing["mean"] == [0.1307] and model.zoo_preprocessing["img_size"] == 28
+    evaluated = run(compose_cfg(*fast_overrides("trainer.limit_test_batches=2", "train=false", f"ckpt_path={best}")))
+    assert evaluated["test/acc"] == trained["test/acc"] and evaluated["steps"] == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == trained["test/acc"]
+
+    exported = zoo.pretrained.export_run(tmp_path, tmp_path / "exported")
+    config = json.loads((exported / "config.json").read_text())
+    assert config["metrics"]["test/acc"] == trained["test/acc"] and config["preprocessing"]["in_chans"] == 1
+    loaded = zoo.from_pretrained(exported)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_hubconf_builds_zoo_models():
+    model = torch.hub.load(str(ROOT), "resnet20", source="local", pretrained=False, num_classes=7)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    shipped = torch.hub.load(str(ROOT), "lenet5", source="local", pretrained="mnist")
+    assert shipped.zoo_name == "lenet5" and not shipped.training
+
+
+def test_saved_tokenizers_encode_as_the_data_modules_do(tmp_path):
+    from tasks.data.tokenize import CharTokenizer, tokenizer_record, train_tokenizer
+    from zoo.preprocess import load_tokenizer
+
+    texts = ["Ein Mann fährt Fahrrad.", "A man rides a bike.", "Zwei Hunde spielen im Schnee."] * 20
+    bpe = train_tokenizer(texts, name="tiny", vocab_size=60, cache_dir=str(tmp_path))
+    chars = CharTokenizer.fit("".join(texts))
+    for tok, encode in ((bpe, lambda t: bpe.encode(t).ids), (chars, lambda t: chars.encode_text(t).tolist())):
+        saved = load_tokenizer({"kind": "text", "tokenizer": json.loads(json.dumps(tokenizer_record(tok)))})
+        ids = saved.encode("Ein Mann spielen im Schnee.")
+        assert ids == encode("Ein Mann spielen im Schnee.") and saved.decode(ids) == "Ein Mann spielen im Schnee."
+    with pytest.raises(zoo.ZooError, match="not in the model's vocabulary"):
+        load_tokenizer({"tokenizer": tokenizer_record(chars)}).encode("Q!")
