@@ -18,6 +18,15 @@ def _threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (small models run faster without the second thread's sync)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data root. Tests that need data fail (never skip) when it is missing: CI must run them."""

@@ -24,13 +24,7 @@ from tasks.runner import run
 from zoo.layers.whitening import PatchWhitening
 from zoo.models.airbench import dirac_conv
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 def _correlated_images(n: int = 64, size: int = 12) -> torch.Tensor:

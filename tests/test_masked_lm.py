@@ -17,12 +17,7 @@ TINY = {"name": "transformer_encoder", "vocab_size": 60, "pad_id": PAD_ID, "max_
         "num_heads": 2, "mlp_ratio": 2.0, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 def _ids(rows: int, cols: int, vocab: int = 1000) -> torch.Tensor:

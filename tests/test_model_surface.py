@@ -15,12 +15,7 @@ from zoo.layers import SequenceFeatures
 CLASSIFIERS = [n for n in zoo.list_models(task="classify") if "/" not in n]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 def _classifier(name: str) -> nn.Module:

@@ -14,12 +14,7 @@ from tests.conftest import fast_overrides
 COLOURS = {"blue": (20, 40, 220), "red": (220, 30, 20), "green": (30, 200, 40)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 def _image_folder(root, classes=("blue", "red"), per_class=12, size=(24, 18)):

@@ -210,6 +210,10 @@ class VisionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatchLoader:
         rank, world = rank_world(self.trainer)
+        if len(self.train_set[0]) // world < self.batch_size:  # whole batches only: the epoch would be empty
+            raise DataError(f"data.batch_size={self.batch_size} is larger than the {len(self.train_set[0]) // world} "
+                            f"training images{' per process' if world > 1 else ''} of {self.dataset}: no batch would "
+                            f"be trained. Set data.batch_size={max(1, len(self.train_set[0]) // world)} or less.")
         return TensorBatchLoader(*self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
                                  seed=self.seed, rank=rank, world_size=world, position=self._position,
                                  device=self.batch_device())
