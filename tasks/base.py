@@ -102,14 +102,10 @@ class ZooTask(L.LightningModule):
         # What zoo.load_model needs to rebuild the model alone: its registry name, its builder kwargs, and
         # where its weights are in the task's state dict (the task holds it as `self.model`).
         checkpoint["zoo"] = {"model": self.model_name, "kwargs": dict(self.model_kwargs), "prefix": "model."}
-        # A text model's token ids mean nothing without its tokenizer: it travels along (as its JSON string, which
-        # weights_only loading accepts), so that init_from=CKPT fine-tunes on text tokenised the same way.
+        # ... and the input contract its data states (channels, size, mean/std, class names, the tokenizer), so a
+        # raw input becomes the model's input without the DataModule (zoo.preprocess, `zoo predict`), and
+        # init_from=CKPT reads new text with the tokenizer the weights were trained on.
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        tokenizer = getattr(dm, "tokenizer", None)
-        if hasattr(tokenizer, "to_str"):
-            checkpoint["tokenizer"] = tokenizer.to_str()
-        # ... and the input contract its data states (channels, size, mean/std, class names, tokenizer), so a raw
-        # input becomes the model's input without the DataModule (zoo.preprocess, `zoo predict`).
         if callable(getattr(dm, "preprocessing", None)):
             checkpoint["zoo"]["preprocessing"] = dm.preprocessing()
 

@@ -1,7 +1,7 @@
 """``init_from=CKPT``: start a run's model from another run's weights (fine-tuning after pretraining).
 
 The checkpoint is read once, by the project's one safe loader (:func:`zoo.checkpoint.read_checkpoint`). Before the
-data states its facts, a tokenizer stored in the checkpoint (text runs store theirs: tasks/base.py) is written
+data states its facts, the tokenizer in the checkpoint's input contract (text runs state theirs: ``preprocessing()``, tasks/base.py) is written
 into the run folder as ``tokenizer.json`` and handed to the data module (``data.tokenizer_file``), so the new
 run reads text exactly as the pretraining did; then :func:`zoo.checkpoint.load_matching` copies every tensor
 the two models share and leaves the head new. What was loaded and what was not is printed and saved as
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 def read_init_checkpoint(path: str | Path, datamodule: Any, out: Path) -> dict[str, Any]:
     """The checkpoint ``init_from`` names; its tokenizer (if any) becomes the data module's (before ``facts()``)."""
     ckpt = read_checkpoint(path)
-    tokenizer = ckpt.get("tokenizer")
+    record = ((ckpt.get("zoo") or {}).get("preprocessing") or {}).get("tokenizer") or {}
+    tokenizer = record.get("json") if record.get("type") == "hf" else None  # a subword tokenizer's own JSON
     if isinstance(tokenizer, str):
         if not hasattr(datamodule, "tokenizer_file"):
             log.warning("init_from=%s carries a tokenizer, but %s reads no tokenizer file: its own is used",

@@ -120,9 +120,9 @@ def test_bert_sst2_pretrains_then_fine_tunes_with_the_pretraining_tokenizer(comp
     assert report["fresh"] == ["head.weight", "head.bias"]
     from tasks.checkpoints import load_checkpoint
 
-    pre = load_checkpoint(report["source"])
-    assert (tmp_path / "finetune" / "tokenizer.json").read_text() == pre["tokenizer"]  # read as pretraining read
-    vocab = json.loads(pre["tokenizer"])["model"]["vocab"]
+    pre = load_checkpoint(report["source"])["zoo"]["preprocessing"]["tokenizer"]["json"]
+    assert (tmp_path / "finetune" / "tokenizer.json").read_text() == pre  # read as pretraining read
+    vocab = json.loads(pre)["model"]["vocab"]
     assert vocab["<mask>"] == MASK_ID
     summary = json.loads((tmp_path / "stages.json").read_text())
     assert set(summary["stages"]) == {"pretrain", "finetune"} and summary["total_time_s"] > 0

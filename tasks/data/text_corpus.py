@@ -15,7 +15,14 @@ from tasks.data.fetch import Remote, ensure_files, read_text
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule, trim_padding
 from tasks.data.text_sources import CLASSIFICATION_FILES, multi30k_file, read_sst2
-from tasks.data.tokenize import MASK_ID, PAD_ID, encode_padded, load_tokenizer, train_tokenizer
+from tasks.data.tokenize import (
+    MASK_ID,
+    PAD_ID,
+    encode_padded,
+    load_tokenizer,
+    tokenizer_record,
+    train_tokenizer,
+)
 
 SOURCES = ("sst2", "multi30k")  # multi30k: the 29,000 English training captions (the German side is unused)
 
@@ -119,6 +126,13 @@ class TextCorpusDataModule(TextDataModule):
         """The vocabulary, padding id and length of the tokenised text (trains the tokenizer)."""
         self.setup("fit")
         return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "max_len": self.max_len}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a pretrained model carries: its tokenizer (which ``init_from`` hands on), padding,
+        length and the ``<mask>`` id."""
+        self.setup("fit")
+        return {"kind": "text", "tokenizer": tokenizer_record(self.tokenizer), "max_len": self.max_len,
+                "pad_id": self.pad_id, "mask_id": self.mask_id, "lowercase": self.lowercase}
 
     def train_dataloader(self) -> Any:
         # sentences of similar length share a batch, so trimming padding per batch saves most of its cost
