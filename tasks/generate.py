@@ -12,20 +12,13 @@ registry): no Hydra, no Lightning module, no pickled code.
 from __future__ import annotations
 
 import argparse
-import inspect
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from zoo.checkpoint import load_model
-from zoo.registry import ZooError, list_models
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from zoo.predict import sample_images
 
 
-@torch.no_grad()
 def generate(
     ckpt: str | Path,
     *,
@@ -40,32 +33,10 @@ def generate(
     """Draw ``num`` samples from the checkpoint's model and write them: one grid image, or a folder of PNGs.
 
     ``steps``, ``eta`` and ``sampler`` set how a diffusion model samples (None: the model's own settings).
+    The sampling and writing are ``zoo.predict.sample_images`` (also behind ``zoo predict``).
     """
-    from torchvision.utils import save_image
-
-    if num < 1:
-        raise ZooError(f"--num {num}: ask for at least one sample")
-    model = load_model(ckpt)
-    name = model.zoo_name
-    if not callable(getattr(model, "sample", None)):
-        raise ZooError(f"model {name!r} has no prior to sample from; generate from a checkpoint of one of: "
-                       f"{', '.join(list_models(task='generate'))}")
-    options = {k: v for k, v in (("steps", steps), ("eta", eta), ("sampler", sampler)) if v is not None}
-    takes = inspect.signature(model.sample).parameters
-    if any(k not in takes for k in options):
-        flags = " ".join(f"--{k}" for k in options if k not in takes)
-        raise ZooError(f"{flags}: model {name!r} samples in one pass; these options are for diffusion models "
-                       f"({', '.join(list_models(family='diffusion'))}). Drop them.")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed), **options)  # (N, C, H, W) in [0, 1]
-    out = Path(out)
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, out, nrow=nrow or math.ceil(math.sqrt(num)), padding=2, pad_value=0.5)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            save_image(image, out / f"sample_{i:04d}.png")
-    return out
+    return sample_images(load_model(ckpt), out, num=num, seed=seed, nrow=nrow, steps=steps, eta=eta,
+                         sampler=sampler)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

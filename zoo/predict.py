@@ -128,15 +128,40 @@ def translate(model: nn.Module, sentences: Sequence[str], *, beam_size: int = 1,
     return out
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
 @torch.no_grad()
-def sample_images(model: nn.Module, out: str | Path, *, num: int = 64, seed: int = 0) -> Path:
-    """``num`` samples of a generative image model as one grid PNG."""
+def sample_images(model: nn.Module, out: str | Path, *, num: int = 64, seed: int = 0, nrow: int | None = None,
+                  **options: Any) -> Path:
+    """``num`` samples of a generative image model: one grid image when ``out`` ends in .png/.jpg, else a folder
+    with one PNG per sample. ``options`` (``steps``, ``eta``, ``sampler``; None: the model's own) set how a
+    diffusion model samples; a one-pass generator refuses them."""
+    import inspect
+
     from torchvision.utils import save_image
 
+    from zoo.registry import list_models
+
     if num < 1:
-        raise ZooError(f"--num {num}: ask for at least one sample.")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed))  # (N, C, H, W) in [0, 1]
+        raise ZooError(f"--num {num}: ask for at least one sample")
+    name = getattr(model, "zoo_name", type(model).__name__)
+    if not callable(getattr(model, "sample", None)):
+        raise ZooError(f"model {name!r} has no prior to sample from; generate from a checkpoint of one of: "
+                       f"{', '.join(list_models(task='generate'))}")
+    options = {k: v for k, v in options.items() if v is not None}
+    takes = inspect.signature(model.sample).parameters
+    if any(k not in takes for k in options):
+        flags = " ".join(f"--{k}" for k in options if k not in takes)
+        raise ZooError(f"{flags}: model {name!r} samples in one pass; these options are for diffusion models "
+                       f"({', '.join(list_models(family='diffusion'))}). Drop them.")
+    images = model.sample(num, generator=torch.Generator().manual_seed(seed), **options)  # (N, C, H, W) in [0, 1]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, out, nrow=math.ceil(math.sqrt(num)), padding=2, pad_value=0.5)
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, out, nrow=nrow or math.ceil(math.sqrt(num)), padding=2, pad_value=0.5)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, out / f"sample_{i:04d}.png")
     return out
