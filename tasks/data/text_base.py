@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
 
 
@@ -20,6 +21,18 @@ def trim_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Drop the columns that are padding in every row: (B, T_max) -> (B, T_batch)."""
     longest = int((ids != pad_id).sum(1).max()) if len(ids) else 1
     return ids[:, : max(longest, 1)]
+
+
+def held_out_split(n: int, *, val_size: int, split_seed: int) -> tuple[list[int], list[int]]:
+    """(validation, training) indices of ``n`` training examples: ``val_size`` drawn with ``split_seed``.
+
+    The one split of a text training set: the masked-LM corpus holds out exactly the sentences its fine-tuning
+    run on the same data validates on.
+    """
+    if not 0 <= val_size < n:
+        raise DataError(f"data.val_size={val_size} must be in [0, {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()
+    return perm[:val_size], perm[val_size:]
 
 
 class TextDataModule(L.LightningDataModule):

@@ -13,7 +13,7 @@ import torch
 
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
-from tasks.data.text_base import TextDataModule, trim_padding
+from tasks.data.text_base import TextDataModule, held_out_split, trim_padding
 from tasks.data.text_sources import CLASS_NAMES, CLASSIFICATION_FILES, NUM_CLASSES, READERS
 from tasks.data.tokenize import PAD_ID, encode_padded, load_tokenizer, tokenizer_record, train_tokenizer
 
@@ -77,10 +77,7 @@ class TextClassificationDataModule(TextDataModule):
         files = self._files()
         texts, labels = READERS[self.dataset](self.root / files["train"].rel)
         test_texts, test_labels = READERS[self.dataset](self.root / files["test"].rel)
-        if not 0 <= self.val_size < len(texts):
-            raise DataError(f"data.val_size={self.val_size} must be in [0, {len(texts)})")
-        perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+        val_idx, train_idx = held_out_split(len(texts), val_size=self.val_size, split_seed=self.split_seed)
         train_texts = [texts[i] for i in train_idx]
         if self.tokenizer_file:
             self.tokenizer = load_tokenizer(self.tokenizer_file)

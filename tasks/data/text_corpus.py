@@ -13,7 +13,7 @@ import torch
 
 from tasks.data.fetch import Remote, ensure_files, read_text
 from tasks.data.integrity import DataError
-from tasks.data.text_base import TextDataModule, trim_padding
+from tasks.data.text_base import TextDataModule, held_out_split, trim_padding
 from tasks.data.text_sources import CLASSIFICATION_FILES, multi30k_file, read_sst2
 from tasks.data.tokenize import (
     MASK_ID,
@@ -95,12 +95,9 @@ class TextCorpusDataModule(TextDataModule):
         files = self._files()
         texts, _ = read_sst2(self.root / files["sst2_train"].rel)
         test_texts, _ = read_sst2(self.root / files["sst2_dev"].rel)
-        if not 0 <= self.val_size < len(texts):
-            raise DataError(f"data.val_size={self.val_size} must be in [0, {len(texts)})")
-        # the permutation TextClassificationDataModule draws: the same sentences are held out in both stages
-        perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        val_texts = [texts[i] for i in perm[: self.val_size]]
-        train_texts = [texts[i] for i in perm[self.val_size :]]
+        # TextClassificationDataModule's split: the same sentences are held out in both stages
+        val_idx, train_idx = held_out_split(len(texts), val_size=self.val_size, split_seed=self.split_seed)
+        val_texts, train_texts = [texts[i] for i in val_idx], [texts[i] for i in train_idx]
         if "multi30k" in self.sources:
             train_texts += read_text(self.root, files["multi30k"].rel).splitlines()
         if self.tokenizer_file:
