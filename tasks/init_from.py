@@ -1,6 +1,9 @@
-"""``init_from=CKPT``: start a run's model from another run's weights (fine-tuning after pretraining).
+"""``init_from=SOURCE``: start a run's model from trained weights (fine-tuning after pretraining).
 
-The checkpoint is read once, by the project's one safe loader (:func:`zoo.checkpoint.read_checkpoint`). Before the
+SOURCE is another run's checkpoint, a ``zoo.save_pretrained`` folder (or Hub id), or ``pretrained:DATA``, the
+weights the package ships for this model trained on DATA; ``reset_head=true`` starts the head anew even where
+its shape fits (same number of classes, another task). The source is read once
+(:func:`zoo.pretrained.read_weights`; checkpoints by the project's one safe loader). Before the
 data states its facts, the tokenizer in the checkpoint's input contract (text runs state theirs: ``preprocessing()``, tasks/base.py) is written
 into the run folder as ``tokenizer.json`` and handed to the data module (``data.tokenizer_file``), so the new
 run reads text exactly as the pretraining did; then :func:`zoo.checkpoint.load_matching` copies every tensor
@@ -18,14 +21,16 @@ from typing import Any
 from torch import nn
 
 from tasks.checkpoints import write_atomic
-from zoo.checkpoint import InitReport, load_matching, read_checkpoint
+from zoo.checkpoint import InitReport, load_matching
+from zoo.pretrained import read_weights
 
 log = logging.getLogger(__name__)
 
 
-def read_init_checkpoint(path: str | Path, datamodule: Any, out: Path) -> dict[str, Any]:
-    """The checkpoint ``init_from`` names; its tokenizer (if any) becomes the data module's (before ``facts()``)."""
-    ckpt = read_checkpoint(path)
+def read_init_checkpoint(path: str | Path, datamodule: Any, out: Path, *, model: str | None = None) -> dict[str, Any]:
+    """The weights ``init_from`` names (``model``: the run's registry name, for ``pretrained:DATA``); their
+    tokenizer (if any) becomes the data module's (before ``facts()``)."""
+    ckpt = read_weights(path, model=model)
     record = ((ckpt.get("zoo") or {}).get("preprocessing") or {}).get("tokenizer") or {}
     tokenizer = record.get("json") if record.get("type") == "hf" else None  # a subword tokenizer's own JSON
     if isinstance(tokenizer, str):
@@ -42,9 +47,10 @@ def read_init_checkpoint(path: str | Path, datamodule: Any, out: Path) -> dict[s
     return ckpt
 
 
-def init_model(model: nn.Module, ckpt: dict[str, Any], *, source: str, out: Path) -> InitReport:
+def init_model(model: nn.Module, ckpt: dict[str, Any], *, source: str, out: Path,
+               reset_head: bool = False) -> InitReport:
     """Load the matching weights into ``model``, print what happened and write ``init_from.json``."""
-    report = load_matching(model, ckpt, source=source)
+    report = load_matching(model, ckpt, source=source, reset_head=reset_head)
     print(f"[init_from] {report.summary()}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "init_from.json", lambda f: f.write((json.dumps(report.to_dict(), indent=2) + "\n").encode()))

@@ -62,10 +62,11 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     datamodule = instantiate(cfg.data, _convert_="all")
     init_from = cfg.get("init_from")
     if init_from:  # before the data states its facts: the checkpoint may bring the tokenizer
-        init_ckpt = read_init_checkpoint(init_from, datamodule, Path(cfg.paths.output_dir))
+        init_ckpt = read_init_checkpoint(init_from, datamodule, Path(cfg.paths.output_dir), model=cfg.model.name)
     task = instantiate(cfg.task, model=model_config(cfg, datamodule), _convert_="all")
     if init_from:
-        init_model(task.model, init_ckpt, source=str(init_from), out=Path(cfg.paths.output_dir))
+        init_model(task.model, init_ckpt, source=str(init_from), out=Path(cfg.paths.output_dir),
+                   reset_head=bool(cfg.get("reset_head")))
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False
@@ -161,6 +162,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "best_checkpoint": best,
         "init_from": cfg.get("init_from"),
+        "reset_head": bool(cfg.get("reset_head")) if cfg.get("init_from") else None,
         "seed": cfg.seed,
     }
     if trainer.is_global_zero:

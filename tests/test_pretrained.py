@@ -171,3 +171,53 @@ def test_saved_tokenizers_encode_as_the_data_modules_do(tmp_path):
         assert ids == encode("Ein Mann spielen im Schnee.") and saved.decode(ids) == "Ein Mann spielen im Schnee."
     with pytest.raises(zoo.ZooError, match="not in the model's vocabulary"):
         load_tokenizer({"tokenizer": tokenizer_record(chars)}).encode("Q!")
+
+
+def test_init_from_reads_folders_and_shipped_weights_and_resets_the_head_on_request(tmp_path):
+    from zoo.checkpoint import CheckpointError, head_keys, load_matching
+    from zoo.pretrained import read_weights
+
+    shipped = zoo.create_model("lenet5", pretrained="mnist")
+    theirs = shipped.state_dict()
+    head = head_keys(shipped)
+    assert head and head < set(theirs)
+    for source in ("pretrained:mnist", str(SHIPPED)):  # the package's weights, by name and as a folder
+        ckpt = read_weights(source, model="lenet5")
+        assert ckpt["zoo"]["preprocessing"] == shipped.zoo_preprocessing  # the input contract travels along
+        torch.manual_seed(0)
+        model = zoo.create_model("lenet5", num_classes=10)
+        built = {k: v.clone() for k, v in model.state_dict().items()}
+        report = load_matching(model, ckpt, source=source)  # same classes: everything loads, head included
+        assert not report.fresh and all(torch.equal(v, theirs[k]) for k, v in model.state_dict().items())
+        torch.manual_seed(0)
+        model = zoo.create_model("lenet5", num_classes=10)
+        report = load_matching(model, ckpt, source=source, reset_head=True)
+        assert set(report.fresh) == head and set(report.loaded) == set(theirs) - head
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, built[k] if k in head else theirs[k]), k
+    five = zoo.create_model("lenet5", num_classes=5)  # another class count: a new head without asking
+    assert set(load_matching(five, read_weights("pretrained:mnist", model="lenet5")).fresh) == head
+    with pytest.raises(zoo.ZooError, match="no shipped weights for 'lenet5' trained on 'svhn'"):
+        read_weights("pretrained:svhn", model="lenet5")
+    with pytest.raises(zoo.ZooError, match="not a Hugging Face Hub id"):
+        read_weights(tmp_path / "nothing-here")
+    headless = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match="names no head to reset"):
+        load_matching(headless, {"zoo": {"model": "mlp", "kwargs": {}, "prefix": ""},
+                                 "state_dict": headless.state_dict()}, reset_head=True)
+
+
+def test_fine_tuning_the_shipped_mnist_lenet5_on_fashion_mnist(compose_cfg, tmp_path, data_dir):
+    from tasks.runner import run
+    from zoo.checkpoint import head_keys
+
+    cfg = compose_cfg("data=fashion_mnist", "model=lenet5", "init_from=pretrained:mnist", "reset_head=true",
+                      *fast_overrides())
+    metrics = run(cfg)
+    report = json.loads((tmp_path / "init_from.json").read_text())
+    assert report["source"] == "pretrained:mnist" and report["source_model"] == "lenet5"
+    head = head_keys(zoo.create_model("lenet5"))
+    assert set(report["fresh"]) == head and set(report["loaded"]) == set(zoo.create_model("lenet5").state_dict()) - head
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["init_from"] == "pretrained:mnist" and saved["reset_head"] is True
+    assert 0 <= metrics["test/acc"] <= 1

@@ -160,13 +160,17 @@ def head_keys(model: nn.Module) -> set[str]:
     return {k for k in model.state_dict() if prefix and k.startswith(prefix)}
 
 
-def load_matching(model: nn.Module, checkpoint: str | Path | dict[str, Any], *, source: str | None = None) -> InitReport:
+def load_matching(model: nn.Module, checkpoint: str | Path | dict[str, Any], *, source: str | None = None,
+                  reset_head: bool = False) -> InitReport:
     """Start ``model`` from another run's weights (fine-tuning): every tensor whose name and shape the checkpoint
     shares is copied; the model's head (:func:`head_keys`) stays as built when the checkpoint has none or one of
-    another shape; checkpoint tensors the model lacks (a pretraining head) are ignored. A body tensor of another
-    shape is a :class:`CheckpointError` (another architecture, or text read by another tokenizer).
+    another shape (another number of classes), and with ``reset_head=True`` always (a new task with as many
+    classes, e.g. MNIST digits -> Fashion-MNIST garments); checkpoint tensors the model lacks (a pretraining
+    head) are ignored. A body tensor of another shape is a :class:`CheckpointError` (another architecture, or
+    text read by another tokenizer).
 
-    ``checkpoint``: a path (read with :func:`read_checkpoint`) or a dictionary it returned.
+    ``checkpoint``: a path (read with :func:`read_checkpoint`) or a dictionary it returned (or
+    :func:`zoo.pretrained.read_weights`, for folders and shipped weights).
     """
     if isinstance(checkpoint, dict):
         ckpt, path = checkpoint, Path(source or "<checkpoint>")
@@ -178,9 +182,12 @@ def load_matching(model: nn.Module, checkpoint: str | Path | dict[str, Any], *, 
               if k.startswith(prefix) and isinstance(v, torch.Tensor)}
     ours = model.state_dict()
     head = head_keys(model)
+    if reset_head and not head:
+        raise CheckpointError(f"reset_head: {type(model).__name__} names no head to reset (no get_classifier() and "
+                              "no module called 'head'); drop reset_head to load every matching tensor.")
     loaded, fresh, resized = [], [], []
     for k, v in ours.items():
-        if k not in theirs:
+        if k not in theirs or (reset_head and k in head):
             fresh.append(k)
         elif theirs[k].shape == v.shape:
             loaded.append(k)

@@ -26,10 +26,11 @@ from typing import Any
 
 from torch import nn
 
+from zoo.checkpoint import RECORD, read_checkpoint
 from zoo.io import write_atomic
 from zoo.registry import ZooError, create_model, model_info
 
-__all__ = ["FORMAT", "export_run", "from_pretrained", "list_shipped", "load_shipped", "save_pretrained"]
+__all__ = ["FORMAT", "export_run", "from_pretrained", "list_shipped", "load_shipped", "read_weights", "save_pretrained"]
 
 FORMAT = "dnn-zoo-pretrained/1"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -211,6 +212,26 @@ def load_shipped(name: str, data: str, **kwargs: Any) -> nn.Module:
         raise ZooError(f"the shipped {name} ({data}) was built with {model.zoo_kwargs}; {differ} differ. Build it "
                        f"with those arguments, or load it and call reset_classifier(n) for another class count.")
     return model
+
+
+def read_weights(source: str | Path, *, model: str | None = None) -> dict[str, Any]:
+    """Any source of trained weights as a checkpoint dictionary (the layout :mod:`zoo.checkpoint` reads, for
+    :func:`zoo.checkpoint.load_matching`): a checkpoint file (``.ckpt``, :func:`zoo.save_model`'s ``.pt``), a
+    :func:`save_pretrained` folder or Hub id, or ``pretrained:DATA``, the package's own weights of ``model``
+    trained on DATA (``zoo list --pretrained``). Folders and shipped weights bring their input contract too.
+    """
+    text, path = str(source), Path(source).expanduser()
+    if path.is_file() or path.suffix in (".ckpt", ".pt", ".pth"):  # a checkpoint, or a missing one: its error
+        return read_checkpoint(path)
+    if text.startswith("pretrained:"):
+        if model is None:
+            raise ZooError(f"{text}: shipped weights are named by the model they are for; pass model=NAME")
+        loaded = load_shipped(model, text.removeprefix("pretrained:"))
+    else:
+        loaded = from_pretrained(text)
+    record = {"model": loaded.zoo_name, "kwargs": dict(loaded.zoo_kwargs), "prefix": "",
+              "preprocessing": loaded.zoo_preprocessing}
+    return {RECORD: record, "state_dict": loaded.state_dict()}  # state_dict: tied tensors under each name
 
 
 def _run_checkpoint(run: Path, metrics: dict[str, Any]) -> Path:
