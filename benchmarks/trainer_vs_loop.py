@@ -6,6 +6,8 @@ alternating the two paths ``--repeats`` times; prints samples/s and the ratio (g
     python benchmarks/trainer_vs_loop.py                   # lenet5/mnist and resnet20/cifar10
     python benchmarks/trainer_vs_loop.py --cases lenet5:mnist:300 --repeats 5
     python benchmarks/trainer_vs_loop.py --device cuda --cases lenet5:mnist:300   # trainer=gpu (bf16-mixed)
+    python benchmarks/trainer_vs_loop.py --floor           # also Lightning's own per-step floor, and the best
+                                                           # ratio it leaves each case
 
 With ``--device cuda`` the Trainer path is ``trainer=gpu`` and the plain loop does the same on the GPU:
 the data copied there once and sliced there, bf16 autocast when the config's precision says so, and the
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -87,6 +90,55 @@ def plain_loop(cfg, steps: int, device: str = "cpu") -> float:
     return n / (time.perf_counter() - t0)
 
 
+class _Tiny(L.LightningModule):
+    """Almost no compute: what a step costs in a bare Trainer is Lightning's own loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class _EpochClock(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self.t0
+
+
+def lightning_floor(steps: int = 500, repeats: int = 5) -> tuple[float, float]:
+    """(bare Trainer, plain loop) milliseconds a step for a model with almost no compute.
+
+    The bare Trainer has no logger, progress bar, checkpointing or callback but a clock: the per-step cost of
+    Lightning's fit loop itself (fetching, batch-transfer hooks, the optimisation closure, callback dispatch,
+    progress tracking), which any Trainer-based path pays on top of the same work in a hand-written loop.
+    """
+    batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(steps)]
+    bare, plain = [], []
+    for _ in range(repeats):
+        clock = _EpochClock()
+        trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+        trainer.fit(_Tiny(), train_dataloaders=batches)
+        bare.append(clock.seconds / steps * 1e3)
+        net = torch.nn.Linear(4, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        t0 = time.perf_counter()
+        for x, y in batches:
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        plain.append((time.perf_counter() - t0) / steps * 1e3)
+    return statistics.median(bare), statistics.median(plain)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=["lenet5:mnist:200", "resnet20:cifar10:25"],
@@ -94,6 +146,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (the Trainer path then runs trainer=gpu)")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure Lightning's own per-step cost (a bare Trainer on a model with almost no "
+                        "compute) and the best ratio it leaves each case")
     args = p.parse_args()
     if not os.environ.get("ZOO_DATA_DIR"):
         sys.exit("set ZOO_DATA_DIR to the data root (README: Data)")
@@ -101,6 +156,12 @@ def main() -> None:
 
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"threads={args.threads} repeats={args.repeats} torch={torch.__version__} device={args.device} ({where})")
+    floor = None
+    if args.floor:
+        bare, plain = lightning_floor()
+        floor = bare - plain
+        print(f"Lightning's own loop: bare Trainer {bare:.3f} ms/step, plain loop {plain:.3f} ms/step (a model with "
+              f"almost no compute): {floor:.3f} ms a step that no Trainer-based path avoids")
     for case in args.cases:
         model, data, steps = case.split(":")
         steps = int(steps)
@@ -116,6 +177,10 @@ def main() -> None:
         print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {t:8.0f} samples/s | "
               f"plain loop {r:8.0f} samples/s | ratio {t / r:.3f}  "
               f"(per-repeat ratios {', '.join(f'{a / b:.2f}' for a, b in zip(lit, raw, strict=True))})")
+        if floor is not None:
+            step = bs / r * 1e3
+            print(f"{'':>10s}   plain step {step:.2f} ms; with Lightning's floor added the best ratio is "
+                  f"{step / (step + floor):.3f}; this path's remaining overhead {bs / t * 1e3 - step - floor:+.3f} ms a step")
 
 
 if __name__ == "__main__":
