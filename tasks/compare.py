@@ -102,9 +102,11 @@ class CompareReport(Callback):
     """
 
     def __init__(self, *, metric: str | None = None, mode: str | None = None, curve: str | None = None,
-                 title: str | None = None, also: Sequence[str] | None = None) -> None:
+                 title: str | None = None, also: Sequence[str] | None = None, threshold: float | None = None,
+                 threshold_metric: str | None = None) -> None:
         self.kwargs = {"metric": metric, "mode": mode, "curve": curve, "title": title,
-                       "also": list(also) if also is not None else None}
+                       "also": list(also) if also is not None else None, "threshold": threshold,
+                       "threshold_metric": threshold_metric}
 
     def _write(self, sweep_dir: Path) -> None:
         try:

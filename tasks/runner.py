@@ -25,6 +25,7 @@ from tasks.facts import model_kwargs
 from tasks.init_from import init_model, read_init_checkpoint
 from tasks.resolve import resolve_for_run, resolve_monitor
 from tasks.validate import ConfigError, check_required, validate_config
+from zoo.provenance import collect_provenance
 from zoo.registry import count_params
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "init_from": cfg.get("init_from"),
         "reset_head": bool(cfg.get("reset_head")) if cfg.get("init_from") else None,
         "seed": cfg.seed,
+        # code, libraries, threads, precision, machine: what a report merging sweeps checks (zoo.provenance)
+        "provenance": collect_provenance(threads=torch.get_num_threads(), precision=str(trainer.precision),
+                                         device=trainer.strategy.root_device),
     }
     if trainer.is_global_zero:
         write_atomic(out / "metrics.json", lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode()))

@@ -59,7 +59,8 @@ def test_report_ranks_models_by_mean_over_seeds_and_names_failed_jobs(tmp_path):
         assert (float(r["test/acc_std"]) == pytest.approx(statistics.stdev(values))) if len(values) > 1 \
             else r["test/acc_std"] == ""
     text = report.read_text()
-    assert "| 1 | `lenet5` | 0.9650 | +/- 0.0071 | 2 |" in text
+    # 95% CI of two seeds: mean +/- t(0.975, 1) * std / sqrt(2), t = 12.706 (the table's value)
+    assert "| 1 | `lenet5` | 0.9650 | +/- 0.0071 | [0.9015, 1.0285] | best | 2 |" in text
     assert "job 9 `alexnet` failed: RuntimeError: out of memory" in text
     with open(tmp_path / "runs.csv", newline="") as f:
         assert [r["status"][:6] for r in csv.DictReader(f)] == ["finish"] * 5 + ["failed"]

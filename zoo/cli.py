@@ -3,7 +3,7 @@
     zoo list [PATTERN] [--family F] [--modality M] [--task T] [--markdown]   models with parameter counts
     zoo info NAME                                                metadata, default arguments, tree branch
     zoo select --modality image [--task T] [--accuracy light]   the decision tree's choice and path
-    zoo compare SWEEP_DIR                                        (re)write a comparison sweep's report
+    zoo compare SWEEP_DIR [SWEEP_DIR ...] [--out DIR]            (re)write a comparison's report, merging sweeps
     zoo predict CKPT_OR_DIR INPUT... [--top-k K] [--out F]       run a trained model on raw inputs
     zoo export-run RUN_DIR OUT_DIR                               a run -> a save_pretrained folder
 
@@ -145,8 +145,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from zoo.report import write_report  # torch and yaml: only `zoo compare` needs them
 
-    report = write_report(args.sweep_dir, metric=args.metric, mode=args.mode, curve=args.curve,
-                          plots=not args.no_plots)
+    report = write_report(args.sweep_dir, out=args.out, metric=args.metric, mode=args.mode, curve=args.curve,
+                          threshold=args.threshold, threshold_metric=args.threshold_metric, plots=not args.no_plots)
     print(report.read_text(), end="")
     print(f"-> {report} (+ report.csv, runs.csv{'' if args.no_plots else ', *.png'})")
     return 0
@@ -237,11 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mermaid", action="store_true", help="print the whole tree as a mermaid diagram")
     s.set_defaults(fn=cmd_select)
 
-    s = sub.add_parser("compare", help="(re)write the report of a comparison sweep, without retraining")
-    s.add_argument("sweep_dir", type=Path)
+    s = sub.add_parser("compare", help="(re)write the report of a comparison sweep, without retraining",
+                       description="(Re)write the report of a comparison sweep from its files, without retraining. "
+                       "Several sweep folders of the same experiment (e.g. seeds run on different days) merge into "
+                       "one report, written into the first folder or --out.")
+    s.add_argument("sweep_dir", type=Path, nargs="+", help="sweep folder(s) a multirun wrote")
+    s.add_argument("--out", type=Path, help="where the report goes (default: the first sweep folder)")
     s.add_argument("--metric", help="ranking metric (default: the sweep's, e.g. test/acc)")
     s.add_argument("--mode", choices=("max", "min"))
     s.add_argument("--curve", help="logged metric for the learning curves (default: the metric on val)")
+    s.add_argument("--threshold", type=float, help="adds the column 'time to reach it' (default: the sweep's)")
+    s.add_argument("--threshold-metric", help="the validation metric the threshold is for (default: the metric "
+                   "on val)")
     s.add_argument("--no-plots", action="store_true")
     s.set_defaults(fn=cmd_compare)
 
