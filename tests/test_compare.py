@@ -118,6 +118,10 @@ def test_report_of_real_runs_measures_flops_and_rewrites_without_retraining(comp
         row = rows[m["model"]]
         assert float(row["test/acc_mean"]) == pytest.approx(m["test/acc"])
         assert int(float(row["params"])) == m["params"] and float(row["peak_memory_mb"]) > 0
+        prov = json.loads((sweep / str(runs.index(m)) / "metrics.json").read_text())["provenance"]  # zoo.provenance
+        assert (prov["threads"], prov["precision"], prov["device"]["type"]) == (torch.get_num_threads(), "32-true", "cpu")
+        assert prov["packages"]["lightning"] and prov["git_commit"]
+    assert "Provenance shared by every run" in (sweep / "report.md").read_text()
     first = (sweep / "report.csv").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
 

@@ -268,7 +268,8 @@ def write_report(
     twice = [f"`{row.label}` seed {s}" for row in ranked for s in row.seeds if sum(r.seed == s for r in row.runs) > 1]
     if twice:
         lines += ["", "Run more than once (their mean counts as the seed's one value): " + ", ".join(twice) + "."]
-    lines += ["", *provenance_lines(list(zip(runs, names, strict=True)), merged=len(sweeps) > 1)]
+    for line in provenance_lines(list(zip(runs, names, strict=True)), merged=len(sweeps) > 1):
+        lines += ["", line]
     lines += ["", "FLOPs: one forward pass of one sample (`torch.utils.flop_counter`: matrix multiplies and "
               "convolutions). Train time: `fit` wall time including validation; samples/s: training batches "
               "only; epochs: epochs started (a wall-clock limit can end one early: see steps). Peak memory: the "
