@@ -99,6 +99,9 @@ class CompareReport(Callback):
 
     After every job, because a failed job makes Hydra raise at the end of the sweep, before
     ``on_multirun_end``; the report then still holds every finished run and names the failed ones.
+    Its arguments are :func:`zoo.report.write_report`'s report settings (an experiment config's
+    ``hydra.callbacks.compare_report``; ``threshold`` adds the "time to reach it" column); ``zoo compare``
+    reads them back from the sweep's ``multirun.yaml``.
     """
 
     def __init__(self, *, metric: str | None = None, mode: str | None = None, curve: str | None = None,

@@ -103,8 +103,6 @@ def _blank(v: Any) -> Any:
     return "" if v is None else v
 
 
-
-
 def _p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
@@ -120,8 +118,9 @@ def _vs_best(row: Row, best: Row, metric: str, mode: str) -> tuple[str, str, flo
         return f"n/a ({len(shared)} shared seed{'s' * (len(shared) != 1)})", "n/a", None
     if not test.significant(ALPHA):
         return f"tied ({_p(test.p)})", "tied", test.p
-    word = "worse" if (test.mean_diff < 0) == (mode == "max") else "better"
-    return (f"{word} ({_p(test.p)})" if word == "worse" else f"better on shared seeds ({_p(test.p)})"), word, test.p
+    if (test.mean_diff < 0) == (mode == "max"):
+        return f"worse ({_p(test.p)})", "worse", test.p
+    return f"better on shared seeds ({_p(test.p)})", "better", test.p  # below by its mean over all seeds
 
 
 def _time_to(row: Row, key: str, threshold: float, mode: str) -> tuple[str, float | None, str]:
@@ -174,7 +173,7 @@ def _table(ranked: list[Row], *, metric: str, mode: str, also: list[str], thresh
                                       else ("", None, ""))
         table.append({
             "rank": i, "model": row.label, "mean": row.mean(metric), "std": row.std(metric),
-            "seeds": len(row.values(metric)), "also": [(row.mean(k), row.std(k)) for k in also],
+            "seeds": len(row.seeds), "also": [(row.mean(k), row.std(k)) for k in also],
             "ci95_low": ci[0] if ci else None, "ci95_high": ci[1] if ci else None,
             "vs_best": vs_word, "vs_best_cell": vs_cell, "p_vs_best": p,
             "time_to_threshold_s": time_s, "time_cell": time_cell, "threshold_reached": reached,
@@ -212,8 +211,9 @@ def write_report(
     out = Path(out) if out is not None else sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
     saved = settings_from_sweep(sweeps[0])
-    metric = metric or saved.get("metric") or default_metric(runs)[0]
-    mode = mode or saved.get("mode") or default_metric(runs)[1]
+    default = default_metric(runs)
+    metric = metric or saved.get("metric") or default[0]
+    mode = mode or saved.get("mode") or default[1]
     curve = curve or saved.get("curve") or metric.replace("test/", "val/")
     title = title or saved.get("title") or out.name
     also = [m for m in (also if also is not None else saved.get("also") or []) if m != metric]
