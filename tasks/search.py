@@ -77,8 +77,8 @@ class BestTrial(Callback):
             print(f"[search] no finished trial in {sweep} reports {metric}", flush=True)
             return
         (sweep / RESULTS_FILE).write_text(yaml.safe_dump(best, sort_keys=False))
-        others = [sweep / "optimization_results.yaml"]
-        also = "".join(f" and {p}" for p in others if p.is_file())
+        optuna = sweep / "optimization_results.yaml"  # the Optuna sweeper's, written before this callback runs
+        also = f" and {optuna}" if optuna.is_file() else ""
         print(f"[search] best of {best['trials']} trials: {metric}={best['value']:.4f} in {best['run_dir']}\n"
               f"[search] written to {sweep / RESULTS_FILE}{also}; run it again with:\n  {best['command']}",
               flush=True)
