@@ -75,9 +75,10 @@ def check_sweeper_installed(argv: Sequence[str], conf_dir: str | Path) -> None:
         if key == "hydra/sweeper":
             wants = value == "optuna"
         else:  # a config (hparams_search/NAME, experiment/NAME) whose defaults select the Optuna sweeper
-            path = Path(conf_dir) / key / f"{value}.yaml"
-            text = path.read_text() if "/" not in key and "." not in key and path.is_file() else ""
-            wants = "/hydra/sweeper: optuna" in text
+            group = Path(conf_dir) / key
+            path = group / f"{value}.yaml"
+            own = key and "." not in key and "/" not in key + value and group.is_dir() and path.is_file()
+            wants = bool(own) and "/hydra/sweeper: optuna" in path.read_text()
         if wants:
             try:
                 require(OPTUNA_SWEEPER, what=f"{key}={value}")
