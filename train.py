@@ -1,6 +1,7 @@
 """Train any zoo model on any dataset: ``python train.py model=resnet20 data=cifar10 trainer.max_epochs=5``.
 
-Resume a killed or interrupted run with ``python train.py resume=outputs/<date>/<time>``.
+Resume a killed or interrupted run with ``python train.py resume=outputs/<date>/<time>``. Search hyperparameters
+with ``python train.py hparams_search=mnist_optuna`` (conf/hparams_search/, tasks/search.py).
 
 Errors caused by the request (unknown names, missing data, bad values) print one message and exit 2;
 set ``HYDRA_FULL_ERROR=1`` for the full traceback.
@@ -19,8 +20,10 @@ from tasks.config import CONF_DIR
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns its ``optimized_metric`` (None unless set), the value a hyperparameter sweeper optimises."""
     from tasks.runner import run  # heavy imports after the config is known to compose
+    from tasks.search import objective
 
     # Importing torch, Lightning and timm makes millions of objects that live as long as the run; without
     # this, the collector scans them again and again (about 1 s of start-up and 2 s at exit, measured).
@@ -28,7 +31,7 @@ def main(cfg: DictConfig) -> None:
     gc.enable()
 
     with report_user_error():
-        run(cfg)
+        return objective(cfg, run(cfg))
 
 
 if __name__ == "__main__":

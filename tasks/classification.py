@@ -17,7 +17,12 @@ from zoo.registry import ZooError
 class ClassificationTask(ZooTask):
     """Train any registry classifier: logs ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``;
     with two classes also ``val/auroc`` and ``test/auroc`` (area under the ROC curve of the softmax
-    probability of class 1, the usual score of credit scoring)."""
+    probability of class 1, the usual score of credit scoring).
+
+    Training labels are class indices (B,) or, under MixUp/CutMix (``data.augment=crop_flip+mixup``), soft
+    labels (B, num_classes) whose rows sum to 1: cross-entropy takes either (label smoothing then blends the
+    soft label with the uniform one). Validation and test batches are never mixed, so accuracy and AUROC
+    always compare with hard labels."""
 
     kinds = ("classify",)
     monitor = ("val/acc", "max")
@@ -64,7 +69,7 @@ class ClassificationTask(ZooTask):
             init_from_data(self.model, self.trainer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y = batch  # y: (B,) class indices, or (B, num_classes) soft labels from MixUp/CutMix
         loss = F.cross_entropy(self(x), y, label_smoothing=self.label_smoothing)
         self._loss_sum += loss.detach()
         self._loss_steps += 1

@@ -58,8 +58,32 @@ def check_overrides(argv: Sequence[str], conf_dir: str | Path) -> None:
             close = difflib.get_close_matches(v, options, n=4, cutoff=0.4)
             hint = f"Did you mean: {', '.join(close)}? " if close else ""
             fail(f"unknown {key} {v!r}. {hint}Available {key} configs: {', '.join(options)}.")
+    check_sweeper_installed(argv, conf_dir)
     check_override_keys(argv, conf_dir)
     check_output_dirs(argv)
+
+
+def check_sweeper_installed(argv: Sequence[str], conf_dir: str | Path) -> None:
+    """``hparams_search=NAME`` (or ``hydra/sweeper=optuna``) without the Optuna sweeper plugin installed fails
+    with the pip command; Hydra's own message would be "Could not load 'hydra/sweeper/optuna'"."""
+    from tasks.extras import OPTUNA_SWEEPER, require
+    from tasks.signatures import ConfigError
+
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+")
+        if key == "hydra/sweeper":
+            wants = value == "optuna"
+        else:  # a config (hparams_search/NAME, experiment/NAME) whose defaults select the Optuna sweeper
+            group = Path(conf_dir) / key
+            path = group / f"{value}.yaml"
+            own = key and "." not in key and "/" not in key + value and group.is_dir() and path.is_file()
+            wants = bool(own) and "/hydra/sweeper: optuna" in path.read_text()
+        if wants:
+            try:
+                require(OPTUNA_SWEEPER, what=f"{key}={value}")
+            except ConfigError as e:
+                fail(str(e))
 
 
 def check_output_dirs(argv: Sequence[str]) -> None:

@@ -23,6 +23,7 @@ from tasks.callbacks import SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
 from tasks.init_from import init_model, read_init_checkpoint
+from tasks.loggers import finish_runs
 from tasks.resolve import resolve_for_run, resolve_monitor
 from tasks.validate import ConfigError, check_required, validate_config
 from zoo.provenance import collect_provenance
@@ -115,7 +116,8 @@ def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics.
+    """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics
+    (the test's and the last validation's).
 
     ``train=false`` skips fitting and tests ``ckpt_path`` (evaluation of a trained model, same metrics.json).
     A config with ``stages`` (an experiment of several runs, e.g. pretraining then fine-tuning) runs each stage
@@ -131,7 +133,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate_config(cfg)  # bad keys, values and model/data pairs stop here, before any data is read
     out.mkdir(parents=True, exist_ok=True)
     datamodule, task, trainer, speed = build(cfg)
+    try:
+        metrics = _fit_and_test(cfg, out, datamodule, task, trainer, speed)
+    except BaseException:
+        finish_runs(failed=True)
+        raise
+    finish_runs()
+    return metrics
 
+
+def _fit_and_test(cfg: DictConfig, out: Path, datamodule: L.LightningDataModule, task: L.LightningModule,
+                  trainer: L.Trainer, speed: SpeedMonitor) -> dict[str, Any]:
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), out)
     fit = bool(cfg.get("train", True))
     if not fit and ckpt_path is None:
@@ -143,6 +155,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if fit:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_time = time.perf_counter() - t0
+    # the last validation's values, read before testing: what a hyperparameter search optimises (tasks/search.py)
+    validated = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path else None
@@ -155,6 +169,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "model": task.model_name,
         "data": cfg.data.get("dataset", cfg.data.get("_target_")),
         **{k: _scalar(v) for k, v in results[0].items()},
+        **validated,
         "params": count_params(task.model),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

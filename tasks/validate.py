@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tasks.config import CONF_DIR
+from tasks.extras import require_for_target
 from tasks.resolve import task_class
 from tasks.signatures import ConfigError, check_signature, check_target, check_value, close_matches
 from zoo.registry import list_models, model_info
@@ -46,6 +47,7 @@ class RunSchema:
     init_from: str | None = None
     stages: dict | None = None
     train: bool = True
+    optimized_metric: str | None = None
 
 
 def _at_least(low: float, what: str) -> tuple[Callable[[Any], bool], str]:
@@ -122,6 +124,7 @@ def check_schemas(cfg: DictConfig) -> None:
     for group in ("callbacks", "logger"):
         for name, entry in (_container(cfg, group) or {}).items():
             if isinstance(entry, dict) and "_target_" in entry:
+                require_for_target(f"{group}.{name}", str(entry["_target_"]))  # wandb, mlflow: an extra
                 check_target(f"{group}.{name}", entry, ranges=RANGES)
     task = _container(cfg, "task") or {}
     if isinstance(task.get("optimizer"), dict):

@@ -6,7 +6,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import RandAugment
+from torchvision.transforms.v2 import CutMix, MixUp, RandAugment, RandomChoice
+
+Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+MIXES = ("mixup", "cutmix", "mixup_cutmix")
 
 
 def random_crop_flip(x: torch.Tensor, *, padding: int = 4, flip: bool = True) -> torch.Tensor:
@@ -43,6 +46,23 @@ def rand_augment(x: torch.Tensor, *, num_ops: int = 2, magnitude: int = 9, group
         raise TypeError(f"rand_augment expects uint8 images (before normalisation), got {x.dtype}")
     augment = RandAugment(num_ops=num_ops, magnitude=magnitude)
     return torch.cat([augment(group) for group in x.split(group_size)])
+
+
+def batch_mixer(kind: str, *, num_classes: int, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0) -> Mixer:
+    """MixUp (Zhang et al. 2018), CutMix (Yun et al. 2019), or either at random per batch (``mixup_cutmix``):
+    torchvision's ``MixUp``/``CutMix`` on a whole batch.
+
+    The returned function takes a float (B, C, H, W) batch and (B,) int64 labels and returns the mixed batch
+    and soft labels (B, num_classes) whose rows sum to 1: each image is blended with (MixUp) or gets a box
+    pasted from (CutMix) its neighbour in the batch, by one ratio ``lam ~ Beta(alpha, alpha)`` per batch, and
+    its label becomes the same mix of the two one-hot labels (CutMix: by the pasted box's true area). The
+    draws come from the global RNG, so seeded runs and resumed checkpoints repeat them.
+    """
+    if kind not in MIXES:
+        raise ValueError(f"unknown mixing {kind!r}; choose one of {', '.join(MIXES)}")
+    mixup = MixUp(alpha=mixup_alpha, num_classes=num_classes)
+    cutmix = CutMix(alpha=cutmix_alpha, num_classes=num_classes)
+    return {"mixup": mixup, "cutmix": cutmix, "mixup_cutmix": RandomChoice([mixup, cutmix])}[kind]
 
 
 def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:

@@ -89,6 +89,8 @@ class ImageFolderDataModule(VisionDataModule):
         augment: str | None = None,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
+        mixup_alpha: float = 1.0,
+        cutmix_alpha: float = 1.0,
         normalize: bool = True,
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -102,7 +104,8 @@ class ImageFolderDataModule(VisionDataModule):
         super().__init__(dataset="image_folder", root=str(self.path), batch_size=batch_size,
                          eval_batch_size=eval_batch_size, val_size=val_size, split_seed=split_seed, seed=seed,
                          augment=augment, randaugment_ops=randaugment_ops,
-                         randaugment_magnitude=randaugment_magnitude, normalize=normalize, download=False,
+                         randaugment_magnitude=randaugment_magnitude, mixup_alpha=mixup_alpha,
+                         cutmix_alpha=cutmix_alpha, normalize=normalize, download=False,
                          manifest=None, meta=meta)
 
     def _spec(self, dataset: str) -> VisionSpec:

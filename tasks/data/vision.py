@@ -13,12 +13,25 @@ import lightning as L
 import torch
 from torchvision import datasets as tvd
 
-from tasks.data.augment import alternating_flip_translate, rand_augment, random_crop_flip
+from tasks.data.augment import MIXES, alternating_flip_translate, batch_mixer, rand_augment, random_crop_flip
 from tasks.data.integrity import DataError, missing_files_error, verify_file
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
 
 Arrays = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images, (N,) int64 labels
-AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment", "flip_translate")
+AUGMENTS = (None, "flip", "crop", "crop_flip", "randaugment", "flip_translate")  # per image; "+mixup" etc. may follow
+
+
+def parse_augment(augment: str | None) -> tuple[str | None, str | None]:
+    """``data.augment`` -> (the per-image augmentation, the batch mixing): ``crop_flip+mixup`` -> (crop_flip, mixup),
+    ``cutmix`` -> (None, cutmix), ``crop`` -> (crop, None)."""
+    parts = augment.split("+") if augment else []
+    mix = [p for p in parts if p in MIXES]
+    image = [p for p in parts if p not in MIXES]
+    if len(mix) > 1 or len(image) > 1 or image and image[0] not in AUGMENTS:
+        raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip', 'randaugment' or "
+                        "'flip_translate', and/or a batch mixing after '+': 'mixup', 'cutmix' or 'mixup_cutmix' "
+                        "(e.g. crop_flip+mixup, or cutmix alone)")
+    return (image[0] if image else None), (mix[0] if mix else None)
 
 
 def _read_idx_gz(path: Path, magic: int) -> torch.Tensor:
@@ -130,7 +143,10 @@ class VisionDataModule(L.LightningDataModule):
     :meth:`facts` states ``num_classes``/``in_chans``/``img_size``, which the model is built with. ``augment``: null, ``flip``,
     ``crop`` (pad 4, random crop: shifts without mirroring, for digits), ``crop_flip`` (crop, then flip), ``randaugment`` (RandAugment with ``randaugment_ops``
     ops at ``randaugment_magnitude`` out of 30 on the uint8 images, then crop and flip) or ``flip_translate``
-    (airbench's: reflect-padded shifts of up to 2 pixels, each image mirrored on alternate epochs).
+    (airbench's: reflect-padded shifts of up to 2 pixels, each image mirrored on alternate epochs); then,
+    after a ``+`` or alone, a batch mixing: ``mixup``, ``cutmix`` or ``mixup_cutmix`` (either per batch; alphas
+    ``mixup_alpha``/``cutmix_alpha``). Mixing makes training labels soft (B, num_classes) rows; validation and
+    test batches are never augmented or mixed, so their labels stay class indices.
 
     On an accelerator the uint8 splits are copied to the device once and batches are sliced there
     (``tasks.data.loader``); ``train_set``/``val_set``/``test_set`` stay the host tensors. ``on_device``:
@@ -152,6 +168,8 @@ class VisionDataModule(L.LightningDataModule):
         augment: str | None = None,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
+        mixup_alpha: float = 1.0,
+        cutmix_alpha: float = 1.0,
         normalize: bool = True,
         download: bool = True,
         manifest: str | None = "checksums.sha256",
@@ -159,9 +177,7 @@ class VisionDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.spec = spec = self._spec(dataset)
-        if augment not in AUGMENTS:
-            raise DataError(f"data.augment={augment!r}; choose null, 'flip', 'crop', 'crop_flip', "
-                            "'randaugment' or 'flip_translate'")
+        self.image_augment, mix = parse_augment(augment)
         if not (randaugment_ops >= 0 and 0 <= randaugment_magnitude <= 30):
             raise DataError(f"data.randaugment_ops={randaugment_ops} must be >= 0 and data.randaugment_magnitude="
                             f"{randaugment_magnitude} in [0, 30] (torchvision's 31 magnitude bins)")
@@ -173,6 +189,11 @@ class VisionDataModule(L.LightningDataModule):
         self.download, self.manifest = download, manifest
         self.meta = dict(meta or {})
         self.num_classes, self.in_chans, self.img_size = spec.num_classes, spec.in_chans, spec.img_size
+        if mix and not (mixup_alpha > 0 and cutmix_alpha > 0):
+            raise DataError(f"data.mixup_alpha={mixup_alpha} and data.cutmix_alpha={cutmix_alpha} must be > 0: "
+                            "the mixing ratio is drawn from Beta(alpha, alpha) (1.0: uniform)")
+        self.mixer = batch_mixer(mix, num_classes=spec.num_classes, mixup_alpha=mixup_alpha,
+                                 cutmix_alpha=cutmix_alpha) if mix else None
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _spec(self, dataset: str) -> VisionSpec:
@@ -236,9 +257,10 @@ class VisionDataModule(L.LightningDataModule):
 
     def transform(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float, normalised, augmented when ``train``; runs on the batch's device."""
-        if train and self.augment == "randaugment":  # its colour ops (posterize, solarize, ...) need uint8
+        augment = self.image_augment
+        if train and augment == "randaugment":  # its colour ops (posterize, solarize, ...) need uint8
             x = rand_augment(x, num_ops=self.randaugment_ops, magnitude=self.randaugment_magnitude)
-        if train and self.augment == "flip_translate":  # airbench's: pad-2 translations, flips alternating by epoch
+        if train and augment == "flip_translate":  # airbench's: pad-2 translations, flips alternating by epoch
             x = alternating_flip_translate(x, epoch=self.trainer.current_epoch if self.trainer else 0, seed=self.seed)
         x = x.float().div_(255)
         if self.normalize:
@@ -248,11 +270,14 @@ class VisionDataModule(L.LightningDataModule):
                                         torch.tensor(self.spec.std, device=x.device).view(shape))
             mean, std = self._norm[x.device]
             x = (x - mean) / std
-        if train and self.augment and self.augment != "flip_translate":
-            x = random_crop_flip(x, padding=0 if self.augment == "flip" else 4, flip=self.augment != "crop")
+        if train and augment and augment != "flip_translate":
+            x = random_crop_flip(x, padding=0 if augment == "flip" else 4, flip=augment != "crop")
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
         training = self.trainer is not None and self.trainer.training
-        return self.transform(x, train=training), y
+        x = self.transform(x, train=training)
+        if training and self.mixer is not None:  # after the per-image augmentation, on normalised floats
+            x, y = self.mixer(x, y)  # y: (B,) int64 -> (B, num_classes) float, rows summing to 1
+        return x, y
