@@ -36,7 +36,7 @@ class Pictures(L.Callback):
 
     def __init__(self, *, attention: bool = True, kernels: bool = True, embeddings: bool = True,
                  learning_curves: bool = True, num_examples: int = 4, num_words: int = 60,
-                 line_tokens: int = 48) -> None:
+                 line_tokens: int = 32) -> None:
         self.attention, self.kernels, self.embeddings = attention, kernels, embeddings
         self.learning_curves = learning_curves
         self.num_examples, self.num_words, self.line_tokens = num_examples, num_words, line_tokens
@@ -162,8 +162,8 @@ class Pictures(L.Callback):
         ids = [i for i, _ in self._counts.most_common() if i not in special and i < len(table)
                and not name(i).startswith("<")][: self.num_words]
         if len(ids) >= 2:
-            _save(trainer, "embeddings", plot_embeddings(table[ids], [name(i) for i in ids],
-                                                         title=f"token embeddings, the {len(ids)} most frequent"))
+            title = f"token embeddings of the {len(ids)} most frequent test tokens"
+            _save(trainer, "embeddings", plot_embeddings(table[ids], [name(i) for i in ids], title=title))
 
 
 def _first(batch: Any, want) -> torch.Tensor | None:

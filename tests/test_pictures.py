@@ -18,6 +18,7 @@ from zoo.pictures import (
     feature_maps,
     first_conv,
     pca_2d,
+    plot_attention_matrices,
     plot_embeddings,
     plot_kernels,
     plot_vit_attention,
@@ -69,6 +70,13 @@ def test_translation_cross_attention_is_source_by_target_and_skips_source_paddin
     assert torch.equal(cross[-1][0, :, :, 4:], torch.zeros(2, 4, 2))
     torch.testing.assert_close(cross[-1].sum(-1), torch.ones(2, 2, 4))
 
+    matrix = cross[-1][1].mean(0)  # (T, S): the second sentence, mean of heads
+    rows, cols = ["a", "b", "c", "d"], [f"s{i}" for i in range(6)]
+    ax = plot_attention_matrices([matrix], row_labels=[rows], col_labels=[cols]).axes[0]
+    torch.testing.assert_close(torch.as_tensor(ax.images[0].get_array().data), matrix)
+    assert [t.get_text() for t in ax.get_xticklabels()] == cols  # source tokens across
+    assert [t.get_text() for t in ax.get_yticklabels()] == rows  # target tokens down
+
 
 def test_attention_rollout_of_a_two_layer_toy_matches_the_hand_computation():
     # layer 1: heads average to [[.5, .5], [.5, .5]]; + I, rows renormalised: [[.75, .25], [.25, .75]]
@@ -95,6 +103,11 @@ def test_vit_maps_are_the_class_tokens_rows_of_the_last_layer_and_of_the_rollout
     assert len(fig.axes) == 2 * (3 + 2)  # per image: the image, the mean, the rollout and both heads
     overlay = fig.axes[1].images[1].get_array()  # the first image's mean-of-heads map over it
     torch.testing.assert_close(torch.as_tensor(overlay.data), maps.mean[0])
+
+    pooled = zoo.create_model("vit_tiny", in_chans=1, img_size=8, patch_size=4, embed_dim=16, depth=2, num_heads=2,
+                              num_classes=3, pool="mean")  # no class token: what the mean of all tokens looks at
+    weights = attention_weights(pooled, x)  # 2 x (3, 2, 4, 4)
+    torch.testing.assert_close(vit_attention(pooled, x).rollout, attention_rollout(weights).mean(1).reshape(3, 2, 2))
 
 
 def test_pca_coordinates_project_the_centred_embeddings_on_their_two_principal_directions():
@@ -147,14 +160,20 @@ def test_learning_curves_draw_the_logged_values(tmp_path):
         plot_learning_curves(tmp_path / "missing.csv")
 
 
-@pytest.mark.parametrize("model,data,expected", [
-    ("lenet5", "mnist", ["images/kernels-test.png", "images/feature_maps-test.png"]),
-    ("gpt", "tiny_shakespeare", ["images/self_attention-test.png", "images/embeddings-test.png"]),
+@pytest.mark.parametrize("model,data,logger,expected", [
+    ("lenet5", "mnist", "many", ["kernels", "feature_maps"]),
+    ("gpt", "tiny_shakespeare", "csv", ["self_attention", "embeddings"]),
 ])
-def test_a_run_with_pictures_on_writes_them(compose_cfg, one_thread, tmp_path, model, data, expected):
-    cfg = compose_cfg(*fast_overrides(f"model={model}", f"data={data}", "+callbacks/pictures=default",
-                                      "callbacks.pictures.line_tokens=12", *SMALL_MODEL.get(model, []),
-                                      *SMALL_DATA.get(data, [])))
+def test_a_run_with_pictures_on_writes_them(compose_cfg, one_thread, tmp_path, model, data, logger, expected):
+    cfg = compose_cfg(*fast_overrides(f"model={model}", f"data={data}", f"logger={logger}",
+                                      "+callbacks/pictures=default", "callbacks.pictures.line_tokens=12",
+                                      *SMALL_MODEL.get(model, []), *SMALL_DATA.get(data, [])))
     run(cfg)
-    for name in ["learning_curves.png", *expected]:
-        assert (tmp_path / name).stat().st_size > 1000, name
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    for name in expected:
+        assert (tmp_path / "images" / f"{name}-test.png").stat().st_size > 1000, name
+    if logger == "many":  # and the same figures in TensorBoard
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+        assert {"learning_curves", *(f"test/{n}" for n in expected)} <= set(events.Tags()["images"])

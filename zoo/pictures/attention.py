@@ -129,23 +129,27 @@ def plot_vit_attention(model: nn.Module, images: torch.Tensor, *, mean: Sequence
 
 def plot_attention_matrices(matrices: Sequence[torch.Tensor], *, row_labels: Sequence[Sequence[str]],
                             col_labels: Sequence[Sequence[str]], titles: Sequence[str] | None = None,
-                            xlabel: str = "keys", ylabel: str = "queries") -> Figure:
-    """Panels of (T, S) attention matrices, side by side, with the tokens as tick labels: row t is what query
-    token ``row_labels[k][t]`` attends to over the key tokens ``col_labels[k]``."""
-    if not (len(matrices) == len(row_labels) == len(col_labels)):
-        raise ValueError(f"{len(matrices)} matrices need as many row and column label lists, got "
+                            xlabel: str = "keys", ylabel: str = "queries", ncols: int | None = None) -> Figure:
+    """Panels of (T, S) attention matrices (``ncols`` a row, default about a square grid) with the tokens as tick
+    labels: row t is what query token ``row_labels[k][t]`` attends to over the key tokens ``col_labels[k]``."""
+    if not (len(matrices) == len(row_labels) == len(col_labels)) or not matrices:
+        raise ValueError(f"{len(matrices)} matrices need as many row and column label lists (and at least one), got "
                          f"{len(row_labels)} and {len(col_labels)}")
+    ncols = ncols or math.ceil(math.sqrt(len(matrices)))
+    nrows = math.ceil(len(matrices) / ncols)
     widest = max(m.shape[1] for m in matrices)
     tallest = max(m.shape[0] for m in matrices)
-    fig = new_figure(max(3.0, 0.22 * widest + 1.2) * len(matrices), max(2.5, 0.22 * tallest + 1.4))
-    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
-    for k, (ax, m) in enumerate(zip(axes, matrices, strict=True)):
+    fig = new_figure(max(3.0, 0.13 * widest + 1.8) * ncols, max(2.5, 0.13 * tallest + 1.2) * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(matrices):]:
+        ax.set_axis_off()
+    for k, (ax, m) in enumerate(zip(axes, matrices, strict=False)):
         if tuple(m.shape) != (len(row_labels[k]), len(col_labels[k])):
             raise ValueError(f"matrix {k} is {tuple(m.shape)} but has {len(row_labels[k])} row and "
                              f"{len(col_labels[k])} column labels")
         image = ax.imshow(m.float().cpu().numpy(), cmap="viridis", vmin=0, aspect="auto")
-        ax.set_xticks(range(m.shape[1]), list(col_labels[k]), rotation=90, fontsize=7)
-        ax.set_yticks(range(m.shape[0]), list(row_labels[k]), fontsize=7)
+        ax.set_xticks(range(m.shape[1]), list(col_labels[k]), rotation=90, fontsize=6)
+        ax.set_yticks(range(m.shape[0]), list(row_labels[k]), fontsize=6)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         if titles:

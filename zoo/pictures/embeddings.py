@@ -52,6 +52,6 @@ def plot_embeddings(vectors: torch.Tensor, labels: Sequence[str], *, title: str 
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 2), fontsize=7)
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
-    ax.set_title(f"{title}: 2-D PCA of {len(labels)} tokens", fontsize=9)
+    ax.set_title(f"{title} (2-D PCA)", fontsize=9)
     ax.grid(alpha=0.3)
     return fig
