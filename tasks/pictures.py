@@ -67,10 +67,13 @@ class Pictures(L.Callback):
             return
         from zoo.plots import plot_learning_curves
 
-        csv_loggers[0].save()  # what is still buffered
-        fig = plot_learning_curves(csv_loggers[0].experiment.metrics_file_path)
-        fig.savefig(Path(trainer.default_root_dir) / "learning_curves.png")
-        _to_tensorboard(trainer, "learning_curves", fig)
+        def draw() -> None:
+            csv_loggers[0].save()  # what is still buffered
+            fig = plot_learning_curves(csv_loggers[0].experiment.metrics_file_path)
+            fig.savefig(Path(trainer.default_root_dir) / "learning_curves.png")
+            _to_tensorboard(trainer, "learning_curves", fig)
+
+        _guarded("learning_curves", draw)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._batch is None:
@@ -90,16 +93,17 @@ class Pictures(L.Callback):
         has_attention = any(isinstance(m, MultiHeadAttention) for m in model.modules())
         if self.attention and has_attention:
             if images is not None and hasattr(model, "patch_embed"):
-                self._vit(trainer, model, images[: self.num_examples], dm)
+                _guarded("attention", lambda: self._vit(trainer, model, images[: self.num_examples], dm))
             elif "seq2seq" in kinds and any(n.endswith("cross_attn") for n, _ in model.named_modules()):
-                self._cross_attention(trainer, model, self._batch[0][: self.num_examples], dm)
+                src = self._batch[0][: self.num_examples]
+                _guarded("cross_attention", lambda: self._cross_attention(trainer, model, src, dm))
             elif "lm" in kinds:
-                self._self_attention(trainer, pl_module, dm)
+                _guarded("self_attention", lambda: self._self_attention(trainer, pl_module, dm))
         if self.kernels and images is not None and "classify" in kinds and any(
                 isinstance(m, nn.Conv2d) for m in model.modules()):
-            self._conv(trainer, model, images[0], dm)
+            _guarded("kernels", lambda: self._conv(trainer, model, images[0], dm))
         if self.embeddings and self._counts and any(isinstance(m, nn.Embedding) for m in model.modules()):
-            self._embeddings(trainer, model, dm)
+            _guarded("embeddings", lambda: self._embeddings(trainer, model, dm))
 
     # -- the pictures --
     def _vit(self, trainer: L.Trainer, model: nn.Module, images: torch.Tensor, dm: Any) -> None:
@@ -164,6 +168,15 @@ class Pictures(L.Callback):
         if len(ids) >= 2:
             title = f"token embeddings of the {len(ids)} most frequent test tokens"
             _save(trainer, "embeddings", plot_embeddings(table[ids], [name(i) for i in ids], title=title))
+
+
+def _guarded(name: str, draw) -> None:
+    """Draw one picture; a failure is logged, not raised: the pictures come after the run's training and
+    test, whose checkpoints and metrics must not be lost to a figure (tests/test_pictures.py checks they draw)."""
+    try:
+        draw()
+    except Exception as e:  # noqa: BLE001 - any failure of a picture, reported, then the run goes on
+        log.warning("picture %r not drawn: %s: %s", name, type(e).__name__, e)
 
 
 def _first(batch: Any, want) -> torch.Tensor | None:
