@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from zoo.report import Row, Run
+    from zoo.runs import Row, Run
 
 __all__ = ["plot_learning_curves", "plot_sweep"]
 
