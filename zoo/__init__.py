@@ -55,7 +55,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it; imported on first access (each of these imports torch)
 _LAZY_NAMES = {"CheckpointError": "zoo.checkpoint", "load_model": "zoo.checkpoint", "save_model": "zoo.checkpoint",
                "save_pretrained": "zoo.pretrained", "from_pretrained": "zoo.pretrained"}
-_SUBMODULES = frozenset({"checkpoint", "cli", "decoding", "export", "external", "io", "layers", "models", "plots",
+_SUBMODULES = frozenset({"checkpoint", "cli", "decoding", "export", "external", "io", "layers", "models", "pictures", "plots",
                          "report", "vocab", "pretrained", "preprocess", "predict"})
 
 

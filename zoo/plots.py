@@ -1,4 +1,5 @@
-"""The figures of a comparison sweep's report: the metric against size and time, and the learning curves.
+"""The figures of a comparison sweep's report (the metric against size and time, and the learning curves), and
+the learning curves of one run.
 
 matplotlib is imported when a figure is drawn, not with ``zoo``.
 """
@@ -10,26 +11,64 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zoo.report import Row, Run
+    from matplotlib.figure import Figure
 
-__all__ = ["plot_sweep"]
+    from zoo.runs import Row, Run
+
+__all__ = ["plot_learning_curves", "plot_sweep"]
 
 
-def _curve(run: Run, key: str) -> tuple[list[float], list[float], str]:
-    """(x, y, x name) of one logged metric from the run's csv/metrics.csv: per epoch if it is logged once an
-    epoch, else per step."""
-    path = run.path / "csv" / "metrics.csv"
+def _read(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
-        return [], [], ""
+        return []
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get(key) not in (None, "")]
+        return list(csv.DictReader(f))
+
+
+def _series(rows: list[dict[str, str]], key: str, *, per_epoch: bool = True) -> tuple[list[float], list[float], str]:
+    """(x, y, x name) of one logged metric of a metrics.csv: per epoch if it is logged once an epoch (and
+    ``per_epoch``), else per step."""
+    rows = [r for r in rows if r.get(key) not in (None, "")]
     if not rows:
         return [], [], ""
     epochs = [int(float(r["epoch"])) for r in rows if r.get("epoch") not in (None, "")]
-    per_epoch = len(epochs) == len(rows) and len(set(epochs)) == len(epochs)
-    if per_epoch:
+    if per_epoch and len(epochs) == len(rows) and len(set(epochs)) == len(epochs):
         return [e + 1 for e in epochs], [float(r[key]) for r in rows], "epoch"
     return [float(r["step"]) for r in rows], [float(r[key]) for r in rows], "step"
+
+
+def _curve(run: Run, key: str) -> tuple[list[float], list[float], str]:
+    """(x, y, x name) of one logged metric from the run's csv/metrics.csv (see :func:`_series`)."""
+    return _series(_read(run.path / "csv" / "metrics.csv"), key)
+
+
+def plot_learning_curves(metrics_csv: str | Path) -> Figure:
+    """The learning curves of one run from its ``metrics.csv`` (Lightning's CSVLogger: a run's csv/metrics.csv),
+    against the training step: the losses (``train/loss``, or its epoch means, and ``val/loss``) in one panel,
+    every other validation metric (``val/acc``, ``val/bleu``, ...) in a second when there are any."""
+    from matplotlib.figure import Figure
+
+    from zoo.registry import ZooError
+
+    rows = _read(Path(metrics_csv))
+    keys = list(rows[0]) if rows else []
+    train = next((k for k in ("train/loss", "train/loss_epoch") if _series(rows, k)[0]), None)
+    losses = [k for k in (train, "val/loss") if k and _series(rows, k)[0]]
+    others = sorted(k for k in keys if k.startswith("val/") and k != "val/loss" and _series(rows, k)[0])
+    if not losses and not others:
+        raise ZooError(f"{metrics_csv} holds no train/ or val/ metric to draw (columns: {', '.join(keys) or 'none'}): "
+                       "a learning curve needs a run that trained and logged with the CSV logger.")
+    panels = [p for p in (losses, others) if p]
+    fig = Figure(figsize=(5.5 * len(panels), 4), dpi=110, layout="constrained")
+    for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for key in panel:
+            x, y, _ = _series(rows, key, per_epoch=False)  # one x axis for metrics logged per step and per epoch
+            ax.plot(x, y, marker="." if len(x) < 30 else None, label=key)
+        ax.set_xlabel("step")
+        ax.set_title("losses" if panel is losses else "validation metrics", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
 
 
 def plot_sweep(sweep_dir: Path, rows: list[Row], *, metric: str, curve: str) -> list[Path]:

@@ -1,7 +1,14 @@
 """Shared building blocks; every model imports these instead of redefining them."""
 
 from zoo.layers.activations import ACTIVATIONS, create_act, get_act_layer
-from zoo.layers.attention import AdditiveAttention, AttentionOutput, KVCache, MultiHeadAttention, causal_mask
+from zoo.layers.attention import (
+    AdditiveAttention,
+    AttentionOutput,
+    KVCache,
+    MultiHeadAttention,
+    capture_attention,
+    causal_mask,
+)
 from zoo.layers.classifier import ClassifierMixin, SequenceFeatures
 from zoo.layers.conv import ConvNormAct, DepthwiseSeparableConv
 from zoo.layers.deconv import ConvTransposeNormAct
@@ -61,6 +68,7 @@ __all__ = [
     "TransformerDecoder",
     "TransformerEncoder",
     "Upsample",
+    "capture_attention",
     "causal_mask",
     "create_act",
     "create_positional",

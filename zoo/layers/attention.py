@@ -8,11 +8,16 @@ Incremental decoding keeps a :class:`KVCache` per attention layer: self-attentio
 step's keys and values and attends over all of them (the newest queries are the last positions, so a
 causal mask aligns to the bottom right), cross-attention projects the encoder memory once and reuses it.
 Generating n tokens then costs O(n) projections instead of the O(n^2) of re-feeding the whole prefix.
+
+The fused kernel returns no attention weights; :func:`capture_attention` asks every
+:class:`MultiHeadAttention` of a model to compute and keep them for the pictures (``zoo.pictures``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -149,6 +154,7 @@ class MultiHeadAttention(nn.Module):
         self.in_proj = nn.Linear(dim, 3 * dim, bias=bias)  # rows: [W_q; W_k; W_v]
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.rope = rope
+        self.record: Callable[[torch.Tensor], None] | None = None  # set by capture_attention only
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -213,7 +219,7 @@ class MultiHeadAttention(nn.Module):
                                q_len=t, k_len=s, device=x.device)
         use_causal_flag = is_causal and mask is None and not float_mask
 
-        if need_weights:
+        if need_weights or self.record is not None:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
             if use_causal_flag:
                 scores = scores.masked_fill(causal_mask(t, device=x.device), float("-inf"))
@@ -221,12 +227,49 @@ class MultiHeadAttention(nn.Module):
                 scores = scores + mask if mask.dtype != torch.bool else scores.masked_fill(~mask, float("-inf"))
             weights = scores.softmax(dim=-1)
             out = F.dropout(weights, dropout_p) @ v
+            if self.record is not None:
+                self.record(weights.detach())
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                  is_causal=use_causal_flag)
         out = out.transpose(1, 2).reshape(x.shape[0], t, self.dim)  # (B, nh, T, hd) -> (B, T, D)
         out = self.out_proj(out)
         return AttentionOutput(out, weights) if need_weights else out
+
+
+@contextmanager
+def capture_attention(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Keep the attention weights of every :class:`MultiHeadAttention` in ``model`` while the block runs.
+
+    Yields a dict, filled as the layers run: module name (``"encoder.layers.0.attn"``) -> its (B, nh, T, S)
+    weights softmax(Q K^T / sqrt(d) + mask), each row summing to 1, masked keys exactly 0 (before dropout). A
+    layer called again (a decoding step) replaces its entry; the dict is in the order the layers first ran.
+    Inside the block the layers compute the weights explicitly instead of SDPA's fused kernel (slower, and the
+    same output up to float rounding); outside it nothing changes::
+
+        with capture_attention(model) as weights:
+            model(x)
+        last = list(weights.values())[-1]  # (B, nh, T, S)
+    """
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no MultiHeadAttention layer (zoo.layers.attention) whose "
+                         "weights could be captured")
+    captured: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str) -> Callable[[torch.Tensor], None]:
+        def record(weights: torch.Tensor) -> None:
+            captured[name] = weights
+
+        return record
+
+    try:
+        for name, m in layers:
+            m.record = recorder(name)
+        yield captured
+    finally:
+        for _, m in layers:
+            m.record = None
 
 
 class AdditiveAttention(nn.Module):
