@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -63,6 +62,8 @@ from zoo.pretrained import read_weights
 from zoo.registry import UnknownModelError, ZooError
 
 AREAS = ("cli", "config", "api", "data", "checkpoint")
+# 4 KiB of seeded noise: the same bytes, so the same message, every time
+NOISE = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ API = [
 
 CHECKPOINT = [
     BadInput("load_model(<random bytes>)", "checkpoint",
-             lambda f: zoo.load_model(write_file(f, "model.ckpt", os.urandom(4096))), CheckpointError,
+             lambda f: zoo.load_model(write_file(f, "model.ckpt", NOISE)), CheckpointError,
              r"cannot read checkpoint .*\(truncated or corrupted: .*\)\. Use another copy"),
     BadInput("load_model(<half a file>)", "checkpoint", lambda f: zoo.load_model(truncated(f)), CheckpointError,
              r"cannot read checkpoint .*model.pt \(truncated or corrupted"),
