@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +30,7 @@ from tasks.loggers import finish_runs
 from tasks.resolve import resolve_for_run, resolve_monitor
 from tasks.validate import ConfigError, check_required, validate_config
 from zoo.provenance import collect_provenance
-from zoo.registry import count_params
+from zoo.registry import ZooError, count_params
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,23 @@ def _scalar(v: Any) -> Any:
     return v.item() if isinstance(v, torch.Tensor) else v
 
 
+@contextlib.contextmanager
+def constructor_errors() -> Iterator[None]:
+    """A :class:`ZooError` raised inside a ``_target_``'s constructor (a data file that is not there, a model
+    argument it does not take) comes out as itself, not wrapped in Hydra's InstantiationException, so that
+    callers of :func:`run` and :func:`build` catch the library's own errors. Its traceback is kept."""
+    try:
+        yield
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, ZooError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+@constructor_errors()
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer, SpeedMonitor]:
     """Instantiate the data module, the task and the Trainer of a composed config."""
     if cfg.get("threads"):
@@ -115,6 +135,7 @@ def _resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
     return str(ckpt_path)
 
 
+@constructor_errors()
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best checkpoint, write ``metrics.json`` in the output folder and return the metrics
     (the test's and the last validation's).

@@ -17,6 +17,7 @@ message (the key, the offending value, the fix) instead of a traceback minutes i
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import types
 import typing
@@ -30,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from tasks.config import CONF_DIR
 from tasks.extras import require_for_target
+from tasks.facts import FACT_KEYS
 from tasks.resolve import task_class
 from tasks.signatures import ConfigError, check_signature, check_target, check_value, close_matches
 from zoo.registry import list_models, model_info
@@ -131,6 +133,24 @@ def check_schemas(cfg: DictConfig) -> None:
         _check_optimizer(task["optimizer"])
     if isinstance(task.get("scheduler"), dict):
         _check_scheduler(task["scheduler"])
+    _check_model_keys(_container(cfg, "model") or {})
+
+
+def _check_model_keys(model: dict[str, Any]) -> None:
+    """Every key of the model config is an argument of its builder: the builder itself would say so only after
+    the data is read, wrapped in Hydra's error. A null fact placeholder the builder does not take is dropped
+    later (tasks/facts.py), so it passes."""
+    name = str(model.get("name"))
+    if "/" in name or name == "auto":  # timm/torchvision classifiers: their own arguments; auto: not chosen yet
+        return
+    params = inspect.signature(model_info(name).builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key, value in model.items():
+        if key != "name" and key not in takes and not (value is None and key in FACT_KEYS):
+            raise ConfigError(f"model.{key} is not an argument of {name}.{close_matches(key, takes)} "
+                              f"It accepts: {', '.join(takes)}.")
 
 
 def _check_accelerator(trainer: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.data import TensorBatchLoader
+from tasks.data import DataError, TensorBatchLoader
 from tasks.runner import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +28,46 @@ EXPECTED_FILES = [".hydra/*.yaml", "train.log", "train_ddp_process_1.log",  # Hy
                   "metrics.json"]
 
 
-def test_loader_gives_each_rank_its_own_equal_shard():
+def test_loader_gives_each_rank_its_own_shard():
     data = torch.arange(103)
     shards = [torch.cat([b[0] for b in TensorBatchLoader(data, batch_size=10, shuffle=True, drop_last=True, seed=1,
                                                           rank=r, world_size=2)]) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 50  # equal batch counts: no rank waits alone in a collective
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
-    evals = [torch.cat([b[0] for b in TensorBatchLoader(data, batch_size=10, rank=r, world_size=2)]) for r in (0, 1)]
-    assert sorted(torch.cat(evals).tolist()) == list(range(102))  # unshuffled: the union is the data in order
+    loaders = [TensorBatchLoader(data, batch_size=10, rank=r, world_size=2) for r in (0, 1)]
+    evals = [torch.cat([b[0] for b in loader]) for loader in loaders]
+    assert [len(e) for e in evals] == [loader.num_samples for loader in loaders] == [52, 51]  # uneven by one
+    assert sorted(torch.cat(evals).tolist()) == list(range(103))  # unshuffled: every sample, none twice
+    with pytest.raises(DataError, match="1 evaluation sample.* among 2 processes"):
+        TensorBatchLoader(data[:1], batch_size=10, rank=0, world_size=2)
+
+
+def test_evaluation_on_two_ranks_gives_the_one_process_metrics_on_an_odd_split(compose_cfg, tmp_path, monkeypatch):
+    """Each rank's shard of an odd-sized test split, evaluated in turn in this process (the rank forced), and
+    combined as Lightning's epoch-end sync combines ranks, gives the metrics of one process on the whole split
+    (the 2-process run below checks the sync itself)."""
+    rows = "".join(f"{i % 7},{i * 5 % 11},{'abc'[i % 3]}\n" for i in range(150))
+    (tmp_path / "t.csv").write_text("u,v,label\n" + rows)
+    cfg = compose_cfg("data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=label", "data.test_frac=0.3",
+                      "data.eval_batch_size=8", "model=mlp", "logger=none", "callbacks.progress_bar=null")
+    datamodule, task, trainer, _ = build(cfg)
+    one = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    n = len(datamodule.splits["test"][1])
+    assert n % 2 == 1  # shards one sample apart: the case that used to drop a sample
+    ranks, sizes = [], []
+    for rank in (0, 1):
+        monkeypatch.setattr("tasks.data.tabular.rank_world", lambda trainer, rank=rank: (rank, 2))
+        ranks.append(trainer.test(task, datamodule=datamodule, verbose=False)[0])
+        sizes.append(trainer.test_dataloaders.num_samples)
+    assert sum(sizes) == n and abs(sizes[0] - sizes[1]) == 1
+    # Micro accuracy is correct / total: its states are counts, summed across ranks by torchmetrics' sync.
+    acc = sum(m["test/acc"] * k for m, k in zip(ranks, sizes, strict=True)) / n
+    assert acc == pytest.approx(one["test/acc"], abs=1e-6)
+    # The loss is logged with batch_size and sync_dist: Lightning reduces its batch-size-weighted sum and its
+    # count across ranks and divides, which is the global mean, not the mean of rank means (those differ by
+    # |m0 - m1| / (2 n) with shards one sample apart). Tolerance: float32 rounding of sums of ~50 losses, 1e-5.
+    loss = sum(m["test/loss"] * k for m, k in zip(ranks, sizes, strict=True)) / n
+    assert loss == pytest.approx(one["test/loss"], abs=1e-5)
 
 
 def test_two_process_ddp_on_cpu_reduces_metrics_and_only_rank0_writes(tmp_path, compose_cfg):

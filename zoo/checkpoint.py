@@ -70,6 +70,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     except Exception as e:  # truncated zips, foreign files: the unpickler fails in many ways
         raise CheckpointError(_unreadable(path, e)) from None
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise CheckpointError(
+            f"{path} holds a bare state_dict (torch.save(model.state_dict())): weights with no description of the "
+            "model. Build the model and load them with model.load_state_dict(torch.load(path)), or save it with "
+            "zoo.save_model(model, path, name=..., kwargs=...) to load it with zoo.load_model.")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         found = f"the keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
         raise CheckpointError(

@@ -32,7 +32,7 @@ __all__ = ["classify_images", "classify_texts", "generate_text", "kind_of", "loa
 def load_any(source: str | Path) -> nn.Module:
     """A model from a run checkpoint file or a pretrained folder (or Hub id), in eval mode with its contract."""
     path = Path(source)
-    if path.is_file():
+    if path.is_file() or path.suffix in (".ckpt", ".pt", ".pth"):  # a checkpoint, or a missing one: its error
         from zoo.checkpoint import load_model
 
         return load_model(path)
@@ -72,7 +72,9 @@ def classify_images(model: nn.Module, paths: Sequence[str | Path], *, top_k: int
     x = load_images(paths, pre)
     expected = getattr(model, "zoo_kwargs", {}).get("in_chans")
     if expected is not None and x.shape[1] != expected:
-        raise ZooError(f"the model takes {expected}-channel images but its preprocessing makes {x.shape[1]}.")
+        raise ZooError(f"{model.zoo_name} takes {expected}-channel images (in_chans={expected}) but its saved "
+                       f"preprocessing makes {x.shape[1]}-channel ones (in_chans={pre.get('in_chans')}): the two "
+                       f"disagree. Save it again with preprocessing in_chans={expected}.")
     return _top_k(model(x), pre.get("classes") or [], top_k)
 
 

@@ -5,6 +5,7 @@ Batches: ``(inputs (B, T), targets (B, T))``, targets shifted by one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,9 @@ class CharLMDataModule(TextDataModule):
             return
         self.prepare_data()
         text = self._read()
+        if not text.strip():
+            raise DataError(f"{self.path or self.dataset} is empty{' (only white space)' if text else ''}: a language "
+                            "model learns from the text in it. Point data.path at a UTF-8 plain-text file with text.")
         n_train = int(len(text) * self.split[0])
         n_val = int(len(text) * self.split[1])
         if self.tokenizer_kind == "bpe":
@@ -157,6 +161,11 @@ class CharLMDataModule(TextDataModule):
         self.val_ids = self.tokenizer.encode_text(text[n_train : n_train + n_val])
         self.test_ids = self.tokenizer.encode_text(text[n_train + n_val :])
         short = min(len(self.val_ids), len(self.test_ids)) - 1
+        if short < 1:  # no window fits, whatever the block size: the text is too short
+            need = math.ceil((self.block_size + 1) / min(self.split[1:]))
+            raise DataError(f"{self.path or self.dataset} is too short ({len(text)} characters): its validation and "
+                            f"test parts ({self.split[1]:.0%} / {self.split[2]:.0%}) need at least 2 tokens each. Use "
+                            f"a longer text (about {need} characters for data.block_size={self.block_size}).")
         if short < self.block_size:
             raise DataError(f"{self.path or self.dataset}: its validation or test part ({self.split[1]:.0%} / "
                             f"{self.split[2]:.0%} of the text) has {short + 1} tokens, fewer than data.block_size + 1 = "

@@ -55,6 +55,11 @@ def load_folder(path: str, classes: tuple[str, ...], img_size: int, channels: in
             labels.append(label)
     if not images:
         raise DataError(f"no images under {path} (looked for {', '.join(IMG_EXTENSIONS)} in its class folders)")
+    seen = set(labels)
+    empty = [name for k, name in enumerate(classes) if k not in seen]
+    if empty:  # a class with no examples would be a class the model is never shown, yet can predict
+        raise DataError(f"class folder(s) {', '.join(map(repr, empty))} under {path} hold no images (looked for "
+                        f"{', '.join(IMG_EXTENSIONS)}): add images, or remove the folder(s).")
     return torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.long)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from tasks.data.integrity import DataError
+
 # (id of a host tensor, device) -> its copy on that device; an entry goes when its host tensor is freed
 _COPIES: dict[tuple[int, torch.device], torch.Tensor] = {}
 
@@ -119,8 +121,15 @@ class TensorBatchLoader(ResumableLoader):
     """Yields tuples of batches sliced from ``tensors`` (all of equal first dimension).
 
     Shuffling uses its own generator seeded with ``seed + epoch``, so the order of every epoch is
-    reproducible and independent of the global RNG. ``rank``/``world_size`` shard each epoch's
-    permutation for distributed training (every rank gets the same number of batches).
+    reproducible and independent of the global RNG. ``rank``/``world_size`` give each rank a strided shard:
+
+    - shuffled (training): equal shards of the epoch's permutation, the last ``n % world_size`` samples left
+      to later epochs, so every rank runs the same number of steps and none waits alone in a per-step
+      collective (DDP's gradient all-reduce, the finite-loss and signal checks of tasks/callbacks.py);
+    - unshuffled (evaluation): every sample, shards uneven by at most one, so metrics reduced across ranks
+      at the epoch's end are those of the whole split, as one process would compute them. Evaluation has no
+      per-step collective (metrics sync once, at the epoch's end), so uneven batch counts cannot hang; but
+      every rank needs at least one sample, or it would never reach that sync.
 
     ``position``: see :class:`ResumableLoader`.
 
@@ -160,12 +169,18 @@ class TensorBatchLoader(ResumableLoader):
         if lengths is not None and len(lengths) != len(tensors[0]):
             raise ValueError("TensorBatchLoader: lengths needs one value per sample")
         self.lengths, self.bucket_batches = lengths, bucket_batches
+        n = len(tensors[0])
+        if not shuffle and 0 < n < world_size:  # a rank without a batch never reaches the epoch-end sync
+            raise DataError(f"{n} evaluation sample(s) cannot be shared among {world_size} processes: each needs "
+                            "at least one. Evaluate on fewer devices (trainer.devices) or on a larger split.")
 
     @property
     def num_samples(self) -> int:
         """Samples this rank sees per epoch."""
-        n = len(self.tensors[0])
-        return n // self.world_size if self.world_size > 1 else n
+        n, world = len(self.tensors[0]), self.world_size
+        if world == 1:
+            return n
+        return n // world if self.shuffle else len(range(self.rank, n, world))
 
     def __len__(self) -> int:
         n, bs = self.num_samples, self.batch_size
@@ -178,8 +193,9 @@ class TensorBatchLoader(ResumableLoader):
             idx = torch.randperm(n, generator=g)
         else:
             idx = torch.arange(n)
-        if self.world_size > 1:  # every rank takes a strided share of equal size
-            idx = idx[self.rank : self.num_samples * self.world_size : self.world_size]
+        if self.world_size > 1:  # strided shares: of equal size when shuffled, of every sample when not
+            stop = self.num_samples * self.world_size if self.shuffle else None
+            idx = idx[self.rank : stop : self.world_size]
         if self.shuffle and self.lengths is not None:
             idx = self._bucket(idx, g)
         return idx

@@ -75,16 +75,25 @@ def parse_name(name: str) -> Recording:
 
 
 def read_wav(path: Path, *, sample_rate: int = FSDD_RATE) -> torch.Tensor:
-    """A mono 16-bit PCM WAV as a float tensor (samples,) in [-1, 1), read with the standard library."""
+    """A mono 16-bit PCM WAV as a float tensor (samples,) in [-1, 1), read with the standard library.
+
+    Nothing is resampled or mixed down here: features computed at another rate would silently mean other
+    frequencies, so a file in another format is refused with the command that converts it.
+    """
+    convert = f"convert it: ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav"
     try:
         with wave.open(str(path), "rb") as w:
             fmt = (w.getnchannels(), w.getsampwidth(), w.getframerate())
             raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as e:
-        raise DataError(f"{path} is not a readable WAV file ({e}); replace it") from e
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such WAV file") from None
+    except (wave.Error, EOFError, OSError) as e:  # EOFError: an empty or cut header; OSError: a folder, unreadable
+        why = ("empty, 0 bytes" if Path(path).is_file() and Path(path).stat().st_size == 0
+               else getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        raise DataError(f"{path} is not a readable WAV file ({why}); replace it, or {convert}") from None
     if fmt != (1, 2, sample_rate):
         raise DataError(f"{path}: {fmt[0]} channel(s), {8 * fmt[1]}-bit, {fmt[2]} Hz; expected mono 16-bit PCM at "
-                        f"{sample_rate} Hz")
+                        f"{sample_rate} Hz: {convert}")
     return torch.frombuffer(bytearray(raw), dtype=torch.int16).float() / 32768  # little-endian, as WAV is
 
 

@@ -57,13 +57,14 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e}); save it as UTF-8 CSV") from e
     if len(rows) < 2:
-        raise DataError(f"{path}: a CSV with a header row and at least one data row is expected, got {len(rows)} rows")
+        got = "it is empty" if not rows else "it has a header row but no data rows"
+        raise DataError(f"{path}: {got}. A CSV with a header row and at least one data row is expected.")
     header = [h.strip() for h in rows[0]]
     if header[0] == "":
         header[0] = "rownames"  # R's write.csv (Rdatasets) leaves the row-name column unnamed
     bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != len(header)]
     if bad:
-        raise DataError(f"{path}: {len(bad)} rows do not have the header's {len(header)} fields "
+        raise DataError(f"{path}: {len(bad)} row{'s do' if len(bad) > 1 else ' does'} not have the header's {len(header)} fields "
                         f"(first at line {bad[0]}); is it comma-separated with one header row?")
     return header, rows[1:]
 
@@ -80,10 +81,26 @@ def _is_missing(v: str) -> bool:
     return v.strip() in MISSING
 
 
-def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> set[str]:
-    """Columns whose every present cell is a number (the rest are categorical)."""
-    return {name for j, name in enumerate(header)
-            if all(_is_missing(r[j]) or _number(r[j]) is not None for r in rows)}
+def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]], *, categorical: Sequence[str] = (),
+                    source: str = "the table") -> set[str]:
+    """Columns whose every present cell is a number (the rest are categorical).
+
+    A column of numbers with a few text cells ("12", "7", "n/a?") is far more often a typo or an unlisted
+    missing-value marker than a category: read as categories, its every number would become a one-hot input.
+    It is refused, naming a text cell, unless ``categorical`` lists it.
+    """
+    numeric = set()
+    for j, name in enumerate(header):
+        present = [r[j].strip() for r in rows if not _is_missing(r[j])]
+        text = [v for v in present if _number(v) is None]
+        if not text:
+            numeric.add(name)
+        elif len(text) * 2 < len(present) and name not in categorical:
+            raise DataError(f"{source}: column {name!r} holds numbers, but {len(text)} of its {len(present)} cells "
+                            f"{'is' if len(text) == 1 else 'are'} not a number ({text[0]!r}). Correct them, leave them "
+                            "empty (or NA) if missing, or list the column in data.categorical to read all its values "
+                            "as categories.")
+    return numeric
 
 
 @dataclass
@@ -317,7 +334,7 @@ class TabularDataModule(L.LightningDataModule):
             raise DataError(f"{self.path.name}: no feature columns left after the target and data.drop")
         feat_idx = [header.index(h) for h in features]
         x_rows = [[r[j] for j in feat_idx] for r in rows]
-        numeric = numeric_columns(features, x_rows)
+        numeric = numeric_columns(features, x_rows, categorical=self.categorical, source=self.path.name)
         categorical = {h for h in features if h not in numeric} | set(self.categorical)
 
         y_cells = [r[t].strip() for r in rows]
