@@ -86,8 +86,14 @@ class ZooTask(L.LightningModule):
         return x
 
     def log_train(self, name: str, value: torch.Tensor, *, prog_bar: bool = True) -> None:
-        """Log a training scalar every ``log_every_n_steps`` only: ``self.log`` costs ~1 ms a call."""
-        if self.global_step % self.log_every_n_steps == 0:
+        """Log a training scalar every ``log_every_n_steps`` only: ``self.log`` costs ~1 ms a call.
+
+        Lightning writes step metrics to the loggers after the steps where ``(step + 1) % log_every_n_steps == 0``,
+        with the value logged last: so the value of that very step is logged (a value logged at step 0 would be
+        written at step 49, shifting every curve), and step 0's too, for the progress bar from the start.
+        """
+        step = self.global_step
+        if step == 0 or (step + 1) % self.log_every_n_steps == 0:
             self.log(name, value, prog_bar=prog_bar, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self) -> None:

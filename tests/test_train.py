@@ -86,3 +86,30 @@ def test_speed_monitor_counts_training_batches_not_validation_or_its_checkpoints
     speed.on_validation_start(None, None)                   # t=31: the epoch-end validation
     speed.on_train_epoch_end(None, None)                    # after it and its checkpoints: nothing more
     assert speed.train_seconds == 16.0 and speed.samples == 8 and speed.samples_per_s == 0.5
+
+
+def test_the_logged_training_loss_is_the_loss_of_the_step_it_is_written_at(compose_cfg, tmp_path):
+    import csv
+
+    import lightning as L
+
+    from tasks.runner import build
+
+    class Losses(L.Callback):
+        def __init__(self) -> None:
+            self.by_step: dict[int, float] = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.by_step[trainer.global_step - 1] = float(outputs["loss"])  # global_step counts it already
+
+    cfg = compose_cfg(*fast_overrides("model=mlp", "model.width=16", "model.depth=1", "trainer.limit_train_batches=12",
+                                      "trainer.log_every_n_steps=5", "logger=csv", "threads=1"))
+    datamodule, task, trainer, _ = build(cfg)
+    losses = Losses()
+    trainer.callbacks.append(losses)
+    trainer.fit(task, datamodule=datamodule)
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        logged = {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    assert sorted(logged) == [4, 9]  # Lightning writes after steps 5 and 10 (zero-based 4 and 9)
+    for step, value in logged.items():
+        assert abs(value - losses.by_step[step]) < 1e-6, (step, value, losses.by_step[step], losses.by_step[0])
