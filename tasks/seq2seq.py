@@ -85,6 +85,21 @@ class Seq2SeqTask(ZooTask):
         for i, row in zip(batch[2].tolist(), ids.tolist(), strict=True):
             store[i] = dm.decode(row)
 
+    def _gather(self, stage: str) -> None:
+        """Under DDP each rank decoded its own shard: put every rank's hypotheses together on every rank
+        (BLEU is a corpus score, not a mean of per-rank scores), keyed by the sentences' global indices."""
+        if self._trainer is None or self.trainer.world_size == 1 or stage not in self._hyps:
+            return
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.trainer.world_size
+        dist.all_gather_object(parts, self._hyps[stage])
+        merged: dict[str, dict[int, str]] = {}
+        for part in parts:
+            for setting, hyps in part.items():
+                merged.setdefault(setting, {}).update(hyps)
+        self._hyps[stage] = merged
+
     def _bleu(self, stage: str, setting: str) -> float:
         import sacrebleu
 
@@ -104,8 +119,10 @@ class Seq2SeqTask(ZooTask):
     def on_validation_epoch_end(self) -> None:
         self.log("val/loss", self.val_loss.compute(), prog_bar=True)
         self.val_loss.reset()
-        if self.val_bleu and not self.trainer.sanity_checking and self._hyps.get("val"):
-            self.log("val/bleu", self._bleu("val", "greedy"), prog_bar=True)
+        if self.val_bleu and not self.trainer.sanity_checking:
+            self._gather("val")  # a collective: every rank calls it, with or without hypotheses of its own
+            if self._hyps.get("val"):
+                self.log("val/bleu", self._bleu("val", "greedy"), prog_bar=True)
         self._hyps.pop("val", None)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
@@ -116,8 +133,9 @@ class Seq2SeqTask(ZooTask):
             self._collect("test", "beam", batch, self.translate(batch[0], beam_size=self.beam_size))
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/loss", self.test_loss.compute())
+        self.log("test/loss", self.test_loss.compute())  # MeanMetric: synced across ranks
         self.test_loss.reset()
+        self._gather("test")
         greedy = self._bleu("test", "greedy")
         self.log("test/bleu_greedy", greedy)
         best = "beam" if self.beam_size > 1 else "greedy"

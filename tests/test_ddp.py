@@ -105,3 +105,28 @@ def test_two_process_ddp_on_cpu_reduces_metrics_and_only_rank0_writes(tmp_path, 
     halves = correct[0::2].mean().item(), correct[1::2].mean().item()
     assert halves[0] != halves[1]
     assert m["test/acc"] == pytest.approx(correct.mean().item(), abs=1e-7)
+
+
+def test_translation_bleu_is_scored_on_every_ranks_hypotheses(monkeypatch):
+    """Under DDP each rank decodes its own shard; BLEU (a corpus score) must see all of them, once."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from tasks.seq2seq import Seq2SeqTask
+
+    mine = {"greedy": {0: "a man rides", 2: "two dogs"}, "beam": {0: "a man rides a bike"}}
+    theirs = {"greedy": {1: "a woman sings", 3: "children play"}, "beam": {1: "a woman is singing"}}
+
+    def all_gather_object(parts, obj):
+        assert obj is mine
+        parts[:] = [mine, theirs]
+
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    task = SimpleNamespace(_trainer=object(), trainer=SimpleNamespace(world_size=2), _hyps={"test": mine})
+    Seq2SeqTask._gather(task, "test")
+    assert task._hyps["test"] == {"greedy": {0: "a man rides", 1: "a woman sings", 2: "two dogs", 3: "children play"},
+                                  "beam": {0: "a man rides a bike", 1: "a woman is singing"}}
+    single = SimpleNamespace(_trainer=object(), trainer=SimpleNamespace(world_size=1), _hyps={"test": dict(mine)})
+    Seq2SeqTask._gather(single, "test")  # one process: nothing to gather
+    assert single._hyps["test"] == mine
