@@ -158,8 +158,8 @@ def test_save_model_round_trip_and_clear_refusals(tmp_path):
     with pytest.raises(zoo.ZooError, match="refusing to load"):
         zoo.load_model(tmp_path / "unsafe.ckpt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
-    with pytest.raises(zoo.ZooError, match="not a zoo checkpoint"):
-        zoo.load_model(tmp_path / "foreign.ckpt")
+    with pytest.raises(zoo.ZooError, match="holds a bare state_dict .*no description of the model"):
+        zoo.load_model(tmp_path / "foreign.ckpt")  # tensors by name and nothing else: named as such
     torch.save({"model": "lenet5", "kwargs": {}, "state_dict": {"nope": torch.zeros(1)}}, tmp_path / "bad.pt")
     with pytest.raises(zoo.ZooError, match="do not fit lenet5"):
         zoo.load_model(tmp_path / "bad.pt")
