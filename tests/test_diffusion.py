@@ -215,3 +215,19 @@ def test_sampler_options_on_a_one_pass_generator_are_refused(tmp_path, capsys):
     assert "--steps: model 'vae' samples in one pass" in capsys.readouterr().err
     generate_main([str(ckpt), "--num", "2", "--out", str(tmp_path / "vae.png")])  # without the options it samples
     assert (tmp_path / "vae.png").is_file()
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)])
+def test_epoch_end_sampling_runs_in_the_trainers_precision(precision, dtype):
+    # Lightning autocasts only its step hooks; the Fréchet distance and the grids sample at epoch end.
+    from tasks.generative.diffusion import DiffusionTask
+
+    task = DiffusionTask(model={"name": "ddpm", **TINY}, val_steps=2, test_steps=2)
+    task.trainer = L.Trainer(accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False)
+    conv = next(m for m in task.model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = []
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    samples = list(task._samples(3))
+    assert seen and set(seen) == {dtype}
+    assert samples[0].shape == (3, 1, 28, 28) and samples[0].dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")  # left before the samples are handed on

@@ -103,13 +103,16 @@ class DiffusionTask(GenerativeTask):
             return  # sampling costs seconds; the sanity check saves no pictures anyway
         steps = self._steps()
         noise = self.to_model_input(self.fixed_noise)
-        self.save_grid("samples", self.model.sample_trajectory(len(noise), noise=noise, frames=0, steps=steps,
-                                                               eta=self.eta, sampler="ddim").images)
+        with self.sampling_context():
+            images = self.model.sample_trajectory(len(noise), noise=noise, frames=0, steps=steps, eta=self.eta,
+                                                  sampler="ddim").images
+        self.save_grid("samples", images.float())
         rows = min(self.trajectory_rows, len(noise))
         if rows and self.trajectory_frames >= 2:
-            frames = self.model.sample_trajectory(rows, noise=noise[:rows], frames=self.trajectory_frames,
-                                                  steps=steps, eta=self.eta, sampler="ddim").frames
-            self.save_grid("trajectory", frames.flatten(0, 1), nrow=frames.shape[1])  # (R, F, C, H, W) -> rows
+            with self.sampling_context():
+                frames = self.model.sample_trajectory(rows, noise=noise[:rows], frames=self.trajectory_frames,
+                                                      steps=steps, eta=self.eta, sampler="ddim").frames
+            self.save_grid("trajectory", frames.flatten(0, 1).float(), nrow=frames.shape[1])  # (R, F, C, H, W)
         if stage == "test" or self._fd_epoch():
             self.log_fd(stage)
 
@@ -136,4 +139,6 @@ class DiffusionTask(GenerativeTask):
         steps = self._steps()
         g = torch.Generator(device=self.device).manual_seed(self.seed + 1)  # the same noise every time
         for i in range(0, num, 500):
-            yield self.model.sample(min(500, num - i), generator=g, steps=steps, eta=self.eta, sampler="ddim")
+            with self.sampling_context():
+                x = self.model.sample(min(500, num - i), generator=g, steps=steps, eta=self.eta, sampler="ddim")
+            yield x.float()
