@@ -31,7 +31,7 @@ CASES = {
     "classify": LENET5,
     "lm": ["model=gpt", "data=tiny_shakespeare", "model.dim=32", "model.depth=1", "data.batch_size=8",
            "data.block_size=64", "data.eval_batch_size=16", "task.sample_tokens=20", "trainer.limit_train_batches=40"],
-    "gan": ["model=gan", "data=mnist", "data.batch_size=64", "trainer.limit_train_batches=40",
+    "gan": ["model=gan", "data=mnist", "task=gan", "data.batch_size=64", "trainer.limit_train_batches=40",
             "task.fd_samples=500"],
     "diffusion": ["model=ddpm", "data=mnist", "task=diffusion", "model.width=8", "model.channel_mults=[1,2]",
                   "model.num_heads=2", "data.batch_size=32", "data.eval_batch_size=100", "trainer.limit_train_batches=40",

@@ -92,10 +92,23 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+    trainer = instantiate(_trainer_config(cfg.trainer, task), callbacks=callbacks, logger=loggers,
                           default_root_dir=cfg.paths.output_dir)
     _cache_cuda_check(trainer)
     return datamodule, task, trainer, speed
+
+
+def _trainer_config(trainer_cfg: DictConfig, task: L.LightningModule) -> DictConfig:
+    """``cfg.trainer``, with DDP's unused-parameter search on for tasks that need it (``ddp_find_unused_parameters``).
+
+    A GAN's discriminator step leaves the generator's parameters out of its graph; DDP without the search
+    stops at the second step ("parameters that were not used in producing the loss").
+    """
+    strategy = trainer_cfg.get("strategy")
+    if (getattr(task, "ddp_find_unused_parameters", False) and isinstance(strategy, DictConfig)
+            and str(strategy.get("_target_", "")).endswith("DDPStrategy") and not strategy.get("find_unused_parameters")):
+        return OmegaConf.merge(trainer_cfg, {"strategy": {"find_unused_parameters": True}})
+    return trainer_cfg
 
 
 def _cache_cuda_check(trainer: L.Trainer) -> None:

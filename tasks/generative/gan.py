@@ -31,6 +31,9 @@ class GANTask(GenerativeTask):
     kinds = ("generate",)
     families = ("gan",)
     monitor = ("val/fd", "min")
+    # The discriminator's step leaves the generator out of its graph (the fake batch is detached), and each
+    # step has two backward passes: DDP must look for unused parameters on each (tasks.runner turns it on).
+    ddp_find_unused_parameters = True
 
     def __init__(
         self,
