@@ -230,3 +230,28 @@ def test_checkpoints_carry_every_random_stream_and_restore_them():
     rng.restore(loaded)
     got = (torch.rand(3), random.random(), np.random.rand(3))
     assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and np.array_equal(got[2], expected[2])
+
+
+def test_language_model_windows_resume_at_the_trainers_position(tmp_path):
+    # The random-window loader of the LM data must continue where the restored loop stands, as the image and
+    # text loaders do: it had no position, and Lightning's one-batch prefetch made its own count one ahead.
+    from types import SimpleNamespace
+
+    from tasks.data.char_lm import CharLMDataModule
+
+    (tmp_path / "book.txt").write_text("to be or not to be, that is the question. " * 40)
+    dm = CharLMDataModule(root=str(tmp_path), dataset="text_file", path=str(tmp_path / "book.txt"), block_size=16,
+                          batch_size=4, batches_per_epoch=6)
+    dm.setup("fit")
+    progress = SimpleNamespace(current=SimpleNamespace(ready=0))
+    dm.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1, strategy=SimpleNamespace(),
+                                 fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+    whole, epochs = dm.train_dataloader(), []
+    for epoch in range(2):
+        dm.trainer.current_epoch = epoch
+        epochs.append([x for x, _ in whole])
+    assert not torch.equal(epochs[0][0], epochs[1][0])  # new windows each epoch
+    dm.trainer.current_epoch, progress.current.ready = 1, 4  # restored mid-epoch: epoch 1, 4 batches done
+    resumed = [x for x, _ in dm.train_dataloader()]
+    assert len(resumed) == 2
+    assert all(torch.equal(a, b) for a, b in zip(resumed, epochs[1][4:], strict=True))

@@ -14,7 +14,7 @@ import torch
 
 from tasks.data.fetch import ensure_files, read_text
 from tasks.data.integrity import DataError
-from tasks.data.loader import ResumableLoader, rank_world, resident
+from tasks.data.loader import ResumableLoader, rank_world, resident, training_position
 from tasks.data.text_base import TextDataModule
 from tasks.data.text_sources import SHAKESPEARE
 from tasks.data.tokenize import CharTokenizer, tokenizer_record, train_tokenizer
@@ -50,10 +50,11 @@ class RandomWindowLoader(ResumableLoader):
     """
 
     def __init__(self, data: torch.Tensor, *, block_size: int, batch_size: int, num_batches: int,
-                 seed: int = 0, rank: int = 0, device: torch.device | str | None = None) -> None:
+                 seed: int = 0, rank: int = 0, device: torch.device | str | None = None,
+                 position: Callable[[], tuple[int, int]] | None = None) -> None:
         if len(data) <= block_size + 1:
             raise DataError(f"the training text has {len(data)} tokens, fewer than block_size + 2 = {block_size + 2}")
-        super().__init__()
+        super().__init__(position=position)
         self.data, self.block_size, self.batch_size = resident(data, device), block_size, batch_size
         self.num_batches, self.seed, self.rank = num_batches, seed, rank
 
@@ -194,4 +195,4 @@ class CharLMDataModule(TextDataModule):
         rank, _ = rank_world(self.trainer)
         return RandomWindowLoader(self.train_ids, block_size=self.block_size, batch_size=self.batch_size,
                                   num_batches=self.batches_per_epoch, seed=self.seed, rank=rank,
-                                  device=self.batch_device())
+                                  device=self.batch_device(), position=lambda: training_position(self.trainer))
