@@ -2,7 +2,7 @@
 the search configs search real keys, and an Optuna search runs end to end.
 
 The Optuna sweeper is the ``search`` extra (``pip install '.[search]'``): the tests that compose or run a search
-are skipped where it is not installed (CI installs ``.[dev]`` only); the others run everywhere.
+are skipped where it is not installed (``.[dev]``, which CI installs, includes it); the others run everywhere.
 """
 
 import json
