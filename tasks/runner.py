@@ -107,7 +107,8 @@ def _trainer_config(trainer_cfg: DictConfig, task: L.LightningModule) -> DictCon
     strategy = trainer_cfg.get("strategy")
     if (getattr(task, "ddp_find_unused_parameters", False) and isinstance(strategy, DictConfig)
             and str(strategy.get("_target_", "")).endswith("DDPStrategy") and not strategy.get("find_unused_parameters")):
-        return OmegaConf.merge(trainer_cfg, {"strategy": {"find_unused_parameters": True}})
+        resolved = OmegaConf.create(OmegaConf.to_container(trainer_cfg, resolve=True))  # detached from the root
+        return OmegaConf.merge(resolved, {"strategy": {"find_unused_parameters": True}})
     return trainer_cfg
 
 
