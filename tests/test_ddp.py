@@ -130,3 +130,18 @@ def test_translation_bleu_is_scored_on_every_ranks_hypotheses(monkeypatch):
     single = SimpleNamespace(_trainer=object(), trainer=SimpleNamespace(world_size=1), _hyps={"test": dict(mine)})
     Seq2SeqTask._gather(single, "test")  # one process: nothing to gather
     assert single._hyps["test"] == mine
+
+
+def test_tasks_that_ask_for_it_get_ddps_unused_parameter_search(compose_cfg):
+    from types import SimpleNamespace
+
+    from tasks.generative.gan import GANTask
+    from tasks.runner import _trainer_config
+
+    cfg = compose_cfg("model=gan", "data=mnist", "trainer=ddp", "trainer.max_epochs=${seed}")  # an interpolation
+    assert GANTask.ddp_find_unused_parameters
+    on = _trainer_config(cfg.trainer, SimpleNamespace(ddp_find_unused_parameters=True))
+    assert on.strategy.find_unused_parameters is True and on.max_epochs == cfg.seed
+    assert _trainer_config(cfg.trainer, SimpleNamespace()).strategy.find_unused_parameters is False
+    single = compose_cfg("model=gan", "data=mnist")  # no DDP strategy: nothing to switch
+    assert _trainer_config(single.trainer, SimpleNamespace(ddp_find_unused_parameters=True)) is single.trainer
