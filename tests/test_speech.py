@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import zoo
 from tasks.data import DataError, SpeechDataModule
 from tasks.data.speech import FSDD_DIGEST, fsdd_recordings, layout_for, read_wav, recordings_digest
 from tasks.runner import model_config, run
 from tests.conftest import SMALL_DATA, SMALL_MODEL, fast_overrides
+from zoo.predict import classify
 
 
 def _write_wav(path, samples: torch.Tensor, *, rate: int = 8000, channels: int = 1) -> None:
@@ -142,12 +144,23 @@ def test_model_auto_picks_the_transformer_for_speech(compose_cfg):
 
 
 @pytest.mark.parametrize("model", ["transformer_encoder", "mobilenet_tiny", "lstm"])
-def test_each_model_of_the_speech_branch_trains_on_fsdd(model, compose_cfg, tmp_path):
+def test_each_model_of_the_speech_branch_trains_on_fsdd(model, compose_cfg, tmp_path, fsdd, data_dir):
     cfg = compose_cfg(*fast_overrides("data=fsdd", f"model={model}", *SMALL_MODEL.get(model, []), *SMALL_DATA["fsdd"],
                                       "trainer.limit_train_batches=2", "logger=none"))
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == model and 0 <= metrics["test/acc"] <= 1
+    # zoo predict on WAV files, from the checkpoint alone, sees what the model saw in training: the same features
+    trained = zoo.load_model(saved["best_checkpoint"])
+    assert trained.zoo_preprocessing["kind"] == "speech"
+    test = fsdd.split["test"][:3]
+    wavs = [data_dir / fsdd_recordings()[i].rel for i in test.tolist()]
+    with torch.no_grad():
+        batch = fsdd.to_batch(fsdd.features[test], fsdd.lengths[test], train=False, layout=layout_for(model))
+        expected = (trained(*batch) if isinstance(batch, tuple) else trained(batch)).softmax(-1)
+    predicted = classify(trained, wavs, top_k=10)
+    for row, probs in zip(predicted, expected, strict=True):
+        assert [p for _, p in sorted(row, key=lambda cp: int(cp[0]))] == pytest.approx(probs.tolist(), abs=1e-5)
 
 
 @pytest.mark.parametrize(("name", "kwargs"), [("transformer_encoder", {"max_len": 64}), ("lstm", {}), ("gru", {})])

@@ -169,7 +169,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs:
         raise ZooError(f"zoo predict {args.model}: give the {kind} model inputs ("
-                       + {"classify": "image files or sentences", "lm": "a prompt", "seq2seq": "sentences"}[kind] + ").")
+                       + {"classify": "image files, WAV files or sentences", "lm": "a prompt", "seq2seq": "sentences"}[kind] + ").")
     if kind == "lm":
         for prompt in args.inputs:
             print(P.generate_text(model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -180,9 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                 strict=True)]
         header = ["input", "translation"]
     else:
-        images = (model.zoo_preprocessing or {}).get("kind") == "image"
-        fn = P.classify_images if images else P.classify_texts
-        preds = fn(model, args.inputs, top_k=args.top_k)
+        preds = P.classify(model, args.inputs, top_k=args.top_k)
         header = ["input"] + [c for i in range(1, len(preds[0]) + 1) for c in (f"class_{i}", f"prob_{i}")]
         rows = [[src] + [c for cls, p in top for c in (cls, f"{p:.4f}")] for src, top in zip(args.inputs, preds,
                                                                                              strict=True)]
@@ -258,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> generated text (language models); sentences -> translations (seq2seq); nothing -> a "
                        "grid of samples (generative models, --out PNG).")
     s.add_argument("model", help="a checkpoint (.ckpt), a save_pretrained folder, or a Hugging Face Hub id")
-    s.add_argument("inputs", nargs="*", help="image files, sentences, or a prompt")
+    s.add_argument("inputs", nargs="*", help="image files, WAV files, sentences, or a prompt")
     s.add_argument("--top-k", type=int, default=5, help="classes shown per input (default 5)")
     s.add_argument("--out", help="classifiers/translators: a CSV of the predictions; generative: the PNG grid")
     s.add_argument("--max-new-tokens", type=int, default=200, help="language models: tokens to generate")

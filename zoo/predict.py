@@ -3,6 +3,7 @@
 What the model does decides what ``INPUT`` means and what comes out:
 
 - image classifiers: image files -> the top-k classes with their probabilities;
+- speech classifiers: WAV files -> the top-k classes (log-mels as the model was trained on, ``zoo.audio``);
 - text classifiers: sentences -> the top-k classes;
 - language models (``gpt``, ``lstm``, ... trained on text): a prompt -> the generated continuation;
 - seq2seq models (``transformer``, ``seq2seq_lstm``): sentences -> their translations (greedy, or beam search);
@@ -25,8 +26,8 @@ from torch import nn
 from zoo.preprocess import load_images, load_tokenizer, require
 from zoo.registry import ZooError, model_info
 
-__all__ = ["classify_images", "classify_texts", "generate_text", "kind_of", "load_any", "sample_images",
-           "translate"]
+__all__ = ["classify", "classify_images", "classify_speech", "classify_texts", "generate_text", "kind_of", "load_any",
+           "sample_images", "translate"]
 
 
 def load_any(source: str | Path) -> nn.Module:
@@ -76,6 +77,25 @@ def classify_images(model: nn.Module, paths: Sequence[str | Path], *, top_k: int
                        f"preprocessing makes {x.shape[1]}-channel ones (in_chans={pre.get('in_chans')}): the two "
                        f"disagree. Save it again with preprocessing in_chans={expected}.")
     return _top_k(model(x), pre.get("classes") or [], top_k)
+
+
+@torch.no_grad()
+def classify_speech(model: nn.Module, paths: Sequence[str | Path], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) per WAV file, featurised with the contract the model was trained with."""
+    from zoo.audio import layout_for, load_speech, to_model_input
+
+    pre = require(getattr(model, "zoo_preprocessing", None), "speech", source=model.zoo_name)
+    x, lengths = load_speech(paths, pre)
+    inputs = to_model_input(x, lengths, layout_for(model.zoo_name))
+    logits = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    return _top_k(logits, pre.get("classes") or [], top_k)
+
+
+def classify(model: nn.Module, inputs: Sequence[str], *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) per input: image files, WAV files or sentences, as the model's contract says."""
+    kind = (getattr(model, "zoo_preprocessing", None) or {}).get("kind")
+    fn = {"image": classify_images, "speech": classify_speech}.get(kind, classify_texts)
+    return fn(model, inputs, top_k=top_k)
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ import socket
 import tarfile
 import tempfile
 import urllib.request
-import wave
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +33,7 @@ from tasks.data.fetch import DOWNLOAD_TIMEOUT_S
 from tasks.data.integrity import MANIFEST_HELP, DataError, file_digest, verify_file
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
 from tasks.data.tokenize import cache_root
+from zoo import audio
 from zoo.io import cached
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs
 # sha256 of the sorted "<sha256>  fsdd/recordings/<name>" lines of all 3000 recordings (sha256sum's format)
 FSDD_DIGEST = "8f12bbbd51d141d7b73139fc9ba83cf9aaea4b7a385284e7710430761b28b673"
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
-LAYOUTS = ("image", "sequence")
-LOG_FLOOR = 1e-6  # log(mel + floor): silence maps to log(1e-6) instead of -inf
+LAYOUTS = audio.LAYOUTS
+LOG_FLOOR = audio.LOG_FLOOR  # log(mel + floor): silence maps to log(1e-6) instead of -inf
 
 
 class Recording(NamedTuple):
@@ -75,26 +75,9 @@ def parse_name(name: str) -> Recording:
 
 
 def read_wav(path: Path, *, sample_rate: int = FSDD_RATE) -> torch.Tensor:
-    """A mono 16-bit PCM WAV as a float tensor (samples,) in [-1, 1), read with the standard library.
-
-    Nothing is resampled or mixed down here: features computed at another rate would silently mean other
-    frequencies, so a file in another format is refused with the command that converts it.
-    """
-    convert = f"convert it: ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav"
-    try:
-        with wave.open(str(path), "rb") as w:
-            fmt = (w.getnchannels(), w.getsampwidth(), w.getframerate())
-            raw = w.readframes(w.getnframes())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such WAV file") from None
-    except (wave.Error, EOFError, OSError) as e:  # EOFError: an empty or cut header; OSError: a folder, unreadable
-        why = ("empty, 0 bytes" if Path(path).is_file() and Path(path).stat().st_size == 0
-               else getattr(e, "strerror", None) or str(e) or type(e).__name__)
-        raise DataError(f"{path} is not a readable WAV file ({why}); replace it, or {convert}") from None
-    if fmt != (1, 2, sample_rate):
-        raise DataError(f"{path}: {fmt[0]} channel(s), {8 * fmt[1]}-bit, {fmt[2]} Hz; expected mono 16-bit PCM at "
-                        f"{sample_rate} Hz: {convert}")
-    return torch.frombuffer(bytearray(raw), dtype=torch.int16).float() / 32768  # little-endian, as WAV is
+    """A mono 16-bit PCM WAV at ``sample_rate`` as a float tensor (samples,) in [-1, 1) (:func:`zoo.audio.read_wav`);
+    a file in another format is a DataError naming the command that converts it."""
+    return audio.read_wav(path, sample_rate=sample_rate, error=DataError)
 
 
 def recordings_digest(root: Path, recordings: list[Recording]) -> str:
@@ -151,14 +134,6 @@ def ensure_fsdd(root: Path, *, download: bool, manifest: str | None) -> str:
     return digest
 
 
-def log_mel(waves: torch.Tensor, *, n_mels: int, n_fft: int, hop_length: int, chunk: int = 500) -> torch.Tensor:
-    """Waveforms (N, samples) at 8 kHz -> log-mel spectrograms (N, n_mels, samples // hop_length + 1)."""
-    from torchaudio.transforms import MelSpectrogram
-
-    mel = MelSpectrogram(FSDD_RATE, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    return torch.cat([mel(w).add_(LOG_FLOOR).log_() for w in waves.split(chunk)])  # power -> log power
-
-
 def fsdd_features(root: Path, recordings: list[Recording], *, n_mels: int, frames: int, n_fft: int,
                   hop_length: int) -> dict[str, torch.Tensor]:
     """Log-mels (N, n_mels, frames) of ``recordings``, their real frame counts (N,), digits (N,) and takes (N,).
@@ -166,31 +141,14 @@ def fsdd_features(root: Path, recordings: list[Recording], *, n_mels: int, frame
     Each waveform is right-padded with zeros, or centre-cropped, to ``(frames - 1) * hop_length`` samples: with
     centred STFT windows that is exactly ``frames`` frames. A frame is real when its centre lies in the recording.
     """
-    samples = (frames - 1) * hop_length
-    waves = torch.zeros(len(recordings), samples)
-    lengths = torch.empty(len(recordings), dtype=torch.long)
-    for i, r in enumerate(recordings):
-        w = read_wav(root / r.rel)
-        if len(w) > samples:
-            start = (len(w) - samples) // 2
-            w = w[start : start + samples]
-        waves[i, : len(w)] = w
-        lengths[i] = min(frames, (len(w) - 1) // hop_length + 1)
-    return {"features": log_mel(waves, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length),
+    fitted = [audio.fit_frames(read_wav(root / r.rel), frames=frames, hop_length=hop_length) for r in recordings]
+    waves, lengths = torch.stack([w for w, _ in fitted]), torch.tensor([n for _, n in fitted])
+    return {"features": audio.log_mel(waves, sample_rate=FSDD_RATE, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length),
             "lengths": lengths, "digits": torch.tensor([r.digit for r in recordings]),
             "takes": torch.tensor([r.take for r in recordings])}
 
 
-def layout_for(model_name: str | None) -> str:
-    """The batch layout a model takes: ``image`` for models whose primary modality is images (CNNs, and the
-    ``timm/``/``torchvision/`` image classifiers), ``sequence`` for the rest (Transformers, recurrent nets)."""
-    if not model_name:
-        return "sequence"
-    if "/" in model_name:
-        return "image"
-    from zoo.registry import model_info
-
-    return "image" if model_info(model_name).modality == "image" else "sequence"
+layout_for = audio.layout_for  # the layout a model takes (image or sequence)
 
 
 def split_by_take(takes: torch.Tensor, *, val_size: int, split_seed: int) -> dict[str, torch.Tensor]:
@@ -267,6 +225,13 @@ class SpeechDataModule(L.LightningDataModule):
         return {"num_classes": self.num_classes, "in_chans": 1, "img_size": (self.n_mels, self.frames),
                 "in_features": self.n_mels, "max_len": self.frames, "seq_len": self.frames}
 
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: zoo.audio turns WAV files into its input with it."""
+        self.setup()  # the standardisation statistics come from the training split
+        return {"kind": "speech", "sample_rate": FSDD_RATE, "n_mels": self.n_mels, "n_fft": self.n_fft,
+                "hop_length": self.hop_length, "frames": self.frames, "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "classes": [str(d) for d in range(self.num_classes)]}
+
     def prepare_data(self) -> None:
         ensure_fsdd(self.root, download=self.download, manifest=self.manifest)
 
@@ -288,8 +253,7 @@ class SpeechDataModule(L.LightningDataModule):
         real = torch.arange(self.frames) < lengths[:, None]  # (N, frames): True at frames of the recording
         train_frames = feats[self.split["train"]].transpose(1, 2)[real[self.split["train"]]]  # (frames, n_mels)
         self.mean, self.std = train_frames.mean(0), train_frames.std(0)  # per mel band, training frames only
-        feats = (feats - self.mean[:, None]) / self.std[:, None]
-        self.features = feats.masked_fill(~real[:, None, :], 0.0).contiguous()  # (N, n_mels, frames)
+        self.features = audio.standardise(feats, lengths, self.mean, self.std)  # (N, n_mels, frames)
         self.lengths, self.labels, self.takes = lengths, data["digits"], data["takes"]
 
     def _tensors(self, name: str) -> tuple[torch.Tensor, ...]:
@@ -334,12 +298,7 @@ class SpeechDataModule(L.LightningDataModule):
 
     def to_batch(self, x: torch.Tensor, lengths: torch.Tensor, *, train: bool, layout: str) -> Any:
         """Stored (B, n_mels, frames) features -> the model's input in ``layout``, masked when ``train``."""
-        if train:
-            x = self.spec_augment(x)
-        if layout == "image":
-            return x.unsqueeze(1)  # (B, n_mels, T) -> (B, 1, n_mels, T)
-        padding_mask = torch.arange(x.shape[-1], device=x.device) >= lengths[:, None]  # (B, T), True at padding
-        return x.transpose(1, 2).contiguous(), padding_mask  # (B, n_mels, T) -> (B, T, n_mels)
+        return audio.to_model_input(self.spec_augment(x) if train else x, lengths, layout)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, lengths, y = batch
