@@ -162,3 +162,41 @@ def test_comparison_experiments_split_by_seed(experiment, data, monitor, compose
     cfg = compose_cfg(f"experiment={experiment}", "model=mlp", "model.depth=0", f"data={data}", "seed=2")
     assert (cfg.model.depth, cfg.data.dataset, cfg.data.split_seed) == (0, data, 2)  # each seed is another split
     assert cfg.monitor.metric == monitor  # credit: the mlp_credit recipe's AUROC; regression: the task's own
+
+
+@pytest.mark.parametrize("task, target", [("classify", "label"), ("regress", "price")])
+def test_zoo_predict_reads_csv_rows_as_the_model_was_trained(task, target, compose_cfg, tmp_path, capsys):
+    import zoo
+    from zoo.cli import main as zoo_main
+    from zoo.predict import predict_table
+    from zoo.tabular import to_target_units
+
+    rows = _table(80)
+    path = _write_csv(tmp_path / "table.csv", rows)
+    extra = ["data.log_target=true"] if task == "regress" else []
+    cfg = compose_cfg("data=csv", f"data.path={path}", f"data.target={target}", f"data.task={task}", "data.drop=[id]",
+                      *extra, "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "callbacks.progress_bar=null",
+                      "logger=none", f"paths.output_dir={tmp_path / 'run'}")
+    metrics = run(cfg)
+    model = zoo.load_model(metrics["best_checkpoint"])
+    dm = _module(path, target=target, task=task, **({"log_target": True} if task == "regress" else {}))
+    test = dm.split_rows["test"].tolist()
+    unseen = _write_csv(tmp_path / "new.csv", [rows[i] for i in test])  # the test rows, target column and all
+    names, preds = predict_table(model, [unseen], top_k=2)
+    assert names[0] == f"{unseen}:2" and len(preds) == len(test)
+    with torch.no_grad():
+        out = model(dm.splits["test"][0])
+    if task == "classify":
+        expected = out.softmax(-1)
+        for row, probs in zip(preds, expected, strict=True):
+            assert dict(row) == pytest.approx({c: p for c, p in zip(dm.classes, probs.tolist(), strict=True)}, abs=1e-6)
+    else:
+        assert preds == pytest.approx(to_target_units(out[:, 0], model.zoo_preprocessing).tolist(), rel=1e-5)
+        assert 80 < min(preds) and max(preds) < 160  # prices, not standardised logs
+    assert zoo_main(["predict", metrics["best_checkpoint"], str(unseen)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{unseen}:2: " + ("price = " if task == "regress" else "") in printed
+    (tmp_path / "short.csv").write_text("id,size\n1,12\n")
+    assert zoo_main(["predict", metrics["best_checkpoint"], str(tmp_path / "short.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "short.csv lacks the column" in err and "'colour'" in err and "(it needs size, colour" in err

@@ -169,7 +169,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs:
         raise ZooError(f"zoo predict {args.model}: give the {kind} model inputs ("
-                       + {"classify": "image files, WAV files or sentences", "lm": "a prompt", "seq2seq": "sentences"}[kind] + ").")
+                       + {"classify": "image files, WAV files, CSV files or sentences", "regress": "CSV files", "lm": "a prompt",
+                        "seq2seq": "sentences"}[kind] + ").")
     if kind == "lm":
         for prompt in args.inputs:
             print(P.generate_text(model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -179,17 +180,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = [[src, hyp] for src, hyp in zip(args.inputs, P.translate(model, args.inputs, beam_size=args.beam_size),
                                                 strict=True)]
         header = ["input", "translation"]
+    elif kind == "regress":
+        names, values = P.predict_table(model, args.inputs)
+        target = (model.zoo_preprocessing or {}).get("target") or "prediction"
+        rows, header = [[name, f"{v:.6g}"] for name, v in zip(names, values, strict=True)], ["input", target]
     else:
-        preds = P.classify(model, args.inputs, top_k=args.top_k)
+        tabular = (model.zoo_preprocessing or {}).get("kind") == "tabular"
+        names, preds = (P.predict_table(model, args.inputs, top_k=args.top_k) if tabular
+                        else (list(args.inputs), P.classify(model, args.inputs, top_k=args.top_k)))
         header = ["input"] + [c for i in range(1, len(preds[0]) + 1) for c in (f"class_{i}", f"prob_{i}")]
-        rows = [[src] + [c for cls, p in top for c in (cls, f"{p:.4f}")] for src, top in zip(args.inputs, preds,
-                                                                                             strict=True)]
+        rows = [[src] + [c for cls, p in top for c in (cls, f"{p:.4f}")] for src, top in zip(names, preds, strict=True)]
     if args.out:
         with open(args.out, "w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
     for row in rows:
         if kind == "seq2seq":
             print(f"{row[0]}\n  -> {row[1]}")
+        elif kind == "regress":
+            print(f"{row[0]}: {header[1]} = {row[1]}")
         else:
             print(f"{row[0]}: " + ", ".join(f"{row[i]} ({float(row[i + 1]):.3f})" for i in range(1, len(row), 2)))
     if args.out:
@@ -256,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> generated text (language models); sentences -> translations (seq2seq); nothing -> a "
                        "grid of samples (generative models, --out PNG).")
     s.add_argument("model", help="a checkpoint (.ckpt), a save_pretrained folder, or a Hugging Face Hub id")
-    s.add_argument("inputs", nargs="*", help="image files, WAV files, sentences, or a prompt")
+    s.add_argument("inputs", nargs="*", help="image files, WAV files, CSV files (tabular models), sentences, or a prompt")
     s.add_argument("--top-k", type=int, default=5, help="classes shown per input (default 5)")
     s.add_argument("--out", help="classifiers/translators: a CSV of the predictions; generative: the PNG grid")
     s.add_argument("--max-new-tokens", type=int, default=200, help="language models: tokens to generate")

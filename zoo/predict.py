@@ -4,6 +4,7 @@ What the model does decides what ``INPUT`` means and what comes out:
 
 - image classifiers: image files -> the top-k classes with their probabilities;
 - speech classifiers: WAV files -> the top-k classes (log-mels as the model was trained on, ``zoo.audio``);
+- tabular models: CSV files -> per row, the top-k classes or the regressed value in target units (``zoo.tabular``);
 - text classifiers: sentences -> the top-k classes;
 - language models (``gpt``, ``lstm``, ... trained on text): a prompt -> the generated continuation;
 - seq2seq models (``transformer``, ``seq2seq_lstm``): sentences -> their translations (greedy, or beam search);
@@ -27,7 +28,7 @@ from zoo.preprocess import load_images, load_tokenizer, require
 from zoo.registry import ZooError, model_info
 
 __all__ = ["classify", "classify_images", "classify_speech", "classify_texts", "generate_text", "kind_of", "load_any",
-           "sample_images", "translate"]
+           "predict_table", "sample_images", "translate"]
 
 
 def load_any(source: str | Path) -> nn.Module:
@@ -43,13 +44,15 @@ def load_any(source: str | Path) -> nn.Module:
 
 
 def kind_of(model: nn.Module) -> str:
-    """What ``zoo predict`` does with the model: classify, lm, seq2seq or generate."""
+    """What ``zoo predict`` does with the model: classify, regress, lm, seq2seq or generate."""
     if callable(getattr(model, "sample", None)):
         return "generate"
     pre = getattr(model, "zoo_preprocessing", None) or {}
     tasks = model_info(model.zoo_name).tasks if "/" not in model.zoo_name else ("classify",)
     if callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None)) and pre.get("kind") == "text":
         return "seq2seq"
+    if pre.get("kind") == "tabular":
+        return "classify" if pre.get("task") == "classify" else "regress"
     if "classify" in tasks and pre.get("classes"):
         return "classify"
     if "lm" in tasks and pre.get("kind") == "text":
@@ -89,6 +92,26 @@ def classify_speech(model: nn.Module, paths: Sequence[str | Path], *, top_k: int
     inputs = to_model_input(x, lengths, layout_for(model.zoo_name))
     logits = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
     return _top_k(logits, pre.get("classes") or [], top_k)
+
+
+@torch.no_grad()
+def predict_table(model: nn.Module, paths: Sequence[str | Path], *,
+                  top_k: int = 5) -> tuple[list[str], list[list[tuple[str, float]]] | list[float]]:
+    """Every data row of the CSV files (named ``file:line``): top-k (class, probability) for a classifier, the
+    value in target units for a regressor. Columns are found by name; the target and extra columns are ignored."""
+    from zoo.tabular import ColumnCode, encode, read_rows, to_target_units
+
+    pre = require(getattr(model, "zoo_preprocessing", None), "tabular", source=model.zoo_name)
+    codes = [ColumnCode(**c) for c in pre["codes"]]
+    names, rows = [], []
+    for path in paths:
+        cells = read_rows(path, pre["columns"])
+        names += [f"{path}:{line}" for line in range(2, len(cells) + 2)]
+        rows += cells
+    out = model(encode(codes, rows))
+    if pre.get("task") == "classify":
+        return names, _top_k(out, pre["classes"], top_k)
+    return names, to_target_units(out.reshape(len(rows), -1)[:, 0], pre).tolist()
 
 
 def classify(model: nn.Module, inputs: Sequence[str], *, top_k: int = 5) -> list[list[tuple[str, float]]]:

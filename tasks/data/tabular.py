@@ -9,10 +9,9 @@ of the validation or test rows leaks into training.
 from __future__ import annotations
 
 import csv
-import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ import torch
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
+from zoo.tabular import ColumnCode, encode, is_missing, number
 
-MISSING = frozenset({"", "NA", "NaN", "nan", "N/A", "NULL", "null", "?"})  # cells read as missing
 TASKS = ("classify", "regress")
 RDATASETS = "https://vincentarelbundock.github.io/Rdatasets/csv/modeldata"
 
@@ -69,18 +68,6 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows[1:]
 
 
-def _number(v: str) -> float | None:
-    try:
-        x = float(v)
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _is_missing(v: str) -> bool:
-    return v.strip() in MISSING
-
-
 def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]], *, categorical: Sequence[str] = (),
                     source: str = "the table") -> set[str]:
     """Columns whose every present cell is a number (the rest are categorical).
@@ -91,8 +78,8 @@ def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]], *, cat
     """
     numeric = set()
     for j, name in enumerate(header):
-        present = [r[j].strip() for r in rows if not _is_missing(r[j])]
-        text = [v for v in present if _number(v) is None]
+        present = [r[j].strip() for r in rows if not is_missing(r[j])]
+        text = [v for v in present if number(v) is None]
         if not text:
             numeric.add(name)
         elif len(text) * 2 < len(present) and name not in categorical:
@@ -101,28 +88,6 @@ def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]], *, cat
                             "empty (or NA) if missing, or list the column in data.categorical to read all its values "
                             "as categories.")
     return numeric
-
-
-@dataclass
-class ColumnCode:
-    """How one feature column becomes model inputs, with statistics fitted on training rows."""
-
-    name: str
-    categorical: bool
-    fill: Any = None  # training median (numeric) or most frequent category
-    mean: float = 0.0
-    std: float = 1.0
-    categories: list[str] = field(default_factory=list)  # one-hot order (training categories, sorted)
-    indicator: bool = False  # one 0/1 column "was missing" (the column had missing cells in training)
-
-    @property
-    def width(self) -> int:
-        return (len(self.categories) if self.categorical else 1) + int(self.indicator)
-
-    @property
-    def names(self) -> list[str]:
-        base = [f"{self.name}={c}" for c in self.categories] if self.categorical else [self.name]
-        return base + ([f"{self.name}_missing"] if self.indicator else [])
 
 
 class TabularPreprocessor:
@@ -144,7 +109,7 @@ class TabularPreprocessor:
         self.codes = []
         for j, name in enumerate(self.columns):
             cells = [r[j] for r in rows]
-            present = [v.strip() for v in cells if not _is_missing(v)]
+            present = [v.strip() for v in cells if not is_missing(v)]
             code = ColumnCode(name, name in self.categorical, indicator=len(present) < len(cells))
             if code.categorical:
                 counts = Counter(present)
@@ -170,29 +135,8 @@ class TabularPreprocessor:
         return [n for c in self.codes for n in c.names]
 
     def transform(self, rows: Sequence[Sequence[str]]) -> torch.Tensor:
-        """``(len(rows), in_features)`` float32 inputs."""
-        out = torch.zeros(len(rows), self.in_features, dtype=torch.float64)
-        col = 0
-        for j, code in enumerate(self.codes):
-            missing = [_is_missing(r[j]) for r in rows]
-            if code.categorical:
-                index = {c: k for k, c in enumerate(code.categories)}
-                for i, (r, m) in enumerate(zip(rows, missing, strict=True)):
-                    k = index.get(code.fill if m else r[j].strip())
-                    if k is not None:  # unseen in training: all zeros
-                        out[i, col + k] = 1.0
-                col += len(code.categories)
-            else:
-                values = [code.fill if m else _number(r[j]) for r, m in zip(rows, missing, strict=True)]
-                if None in values:
-                    raise DataError(f"column {code.name!r} holds text in some rows; list it in data.categorical")
-                x = torch.tensor(values, dtype=torch.float64)
-                out[:, col] = (x - code.mean) / code.std
-                col += 1
-            if code.indicator:
-                out[:, col] = torch.tensor(missing, dtype=torch.float64)
-                col += 1
-        return out.float()
+        """``(len(rows), in_features)`` float32 inputs (:func:`zoo.tabular.encode`)."""
+        return encode(self.codes, rows, error=DataError)
 
 
 def _median(sorted_values: Sequence[float]) -> float:
@@ -298,6 +242,18 @@ class TabularDataModule(L.LightningDataModule):
         return {"task": self.task, "in_features": self.preprocessor.in_features, "num_classes": outputs,
                 **({"out_features": 1} if self.task == "regress" else {})}
 
+    def preprocessing(self) -> dict[str, Any]:
+        """The input contract a trained model carries: zoo.tabular encodes CSV rows into its input with it."""
+        self.setup("fit")
+        contract: dict[str, Any] = {"kind": "tabular", "columns": list(self.preprocessor.columns),
+                                    "codes": [c.to_dict() for c in self.preprocessor.codes], "task": self.task,
+                                    "target": self.target}
+        if self.task == "classify":
+            contract["classes"] = list(self.classes)
+        else:
+            contract.update(target_mean=self.target_mean, target_std=self.target_std, log_target=self.log_target)
+        return contract
+
     @property
     def num_classes(self) -> int:
         self.setup("fit")
@@ -323,12 +279,12 @@ class TabularDataModule(L.LightningDataModule):
                                 f"Its columns: {', '.join(header)}")
         t = header.index(self.target)
         dropped_na = len(rows)
-        rows = [r for r in rows if not _is_missing(r[t])]
+        rows = [r for r in rows if not is_missing(r[t])]
         self.dropped_missing_target = dropped_na - len(rows)
         if self.drop_outliers:
             col, limit = DATASETS[self.dataset].outliers
             j = header.index(col)
-            rows = [r for r in rows if (_number(r[j]) or 0.0) <= limit]
+            rows = [r for r in rows if (number(r[j]) or 0.0) <= limit]
         features = [h for h in header if h != self.target and h not in self.drop]
         if not features:
             raise DataError(f"{self.path.name}: no feature columns left after the target and data.drop")
@@ -347,7 +303,7 @@ class TabularDataModule(L.LightningDataModule):
             y = torch.tensor([index[v] for v in y_cells], dtype=torch.long)
             strata = y.tolist()
         else:
-            values = [_number(v) for v in y_cells]
+            values = [number(v) for v in y_cells]
             bad = [v for v, x in zip(y_cells, values, strict=True) if x is None]
             if bad:
                 raise DataError(f"{self.path.name}: target {self.target!r} has non-numeric values such as {bad[0]!r}; "
