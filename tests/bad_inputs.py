@@ -138,7 +138,7 @@ CLI = [
     BadInput("zoo predict <missing .ckpt>", "cli", lambda f: zoo_command("predict", str(f / "model.ckpt"), "x.png"),
              SystemExit, r"^checkpoint not found: .*model.ckpt"),
     BadInput("zoo predict MODEL (no inputs)", "cli", lambda f: zoo_command("predict", str(SHIPPED)), SystemExit,
-             r"give the classify model inputs \(image files or sentences\)"),
+             r"give the classify model inputs \(image files, WAV files, CSV files or sentences\)"),
     BadInput("zoo info lenet6", "cli", lambda f: zoo_command("info", "lenet6"), SystemExit,
              r"^unknown model 'lenet6'. Did you mean: lenet5"),
     BadInput("zoo select (no modality)", "cli", lambda f: zoo_command("select"), SystemExit, r"zoo select needs --modality"),

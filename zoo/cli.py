@@ -258,9 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-plots", action="store_true")
     s.set_defaults(fn=cmd_compare)
 
-    s = sub.add_parser("predict", help="run a trained model on raw inputs (images, text, a prompt)",
+    s = sub.add_parser("predict", help="run a trained model on raw inputs (images, WAV, CSV rows, text, a prompt)",
                        description="Run a trained model (a run's .ckpt or a save_pretrained folder) on raw inputs, "
-                       "with the preprocessing saved with it: image files or sentences -> top-k classes; a prompt "
+                       "with the preprocessing saved with it: image files, WAV files or sentences -> top-k classes; CSV "
+                       "files -> one prediction per row (tabular models); a prompt "
                        "-> generated text (language models); sentences -> translations (seq2seq); nothing -> a "
                        "grid of samples (generative models, --out PNG).")
     s.add_argument("model", help="a checkpoint (.ckpt), a save_pretrained folder, or a Hugging Face Hub id")

@@ -51,7 +51,7 @@ class RandomWindowLoader(ResumableLoader):
 
     def __init__(self, data: torch.Tensor, *, block_size: int, batch_size: int, num_batches: int,
                  seed: int = 0, rank: int = 0, device: torch.device | str | None = None,
-                 position: Callable[[], tuple[int, int]] | None = None) -> None:
+                 position: Callable[[], tuple[int, int] | None] | None = None) -> None:
         if len(data) <= block_size + 1:
             raise DataError(f"the training text has {len(data)} tokens, fewer than block_size + 2 = {block_size + 2}")
         super().__init__(position=position)

@@ -70,10 +70,11 @@ def rank_world(trainer: Any) -> tuple[int, int]:
     return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
-def training_position(trainer: Any) -> tuple[int, int]:
-    """``(epoch, batches done in it)`` from a Lightning trainer's (possibly restored) loop progress."""
+def training_position(trainer: Any) -> tuple[int, int] | None:
+    """``(epoch, batches done in it)`` from a Lightning trainer's (possibly restored) loop progress;
+    ``None`` without a trainer (a loader used on its own), so the loader keeps its own count."""
     if trainer is None:
-        return 0, 0
+        return None
     epoch_loop = trainer.fit_loop.epoch_loop
     return trainer.current_epoch, epoch_loop.batch_progress.current.ready
 
@@ -81,13 +82,15 @@ def training_position(trainer: Any) -> tuple[int, int]:
 class ResumableLoader:
     """An epoch-counting loader that knows how far into its epoch it is, so a resumed run continues there.
 
-    ``position``: see :class:`ResumableLoader`.
+    ``position``: a callable giving ``(epoch, batches done in it)`` at the start of each pass, e.g. a
+    trainer's restored loop progress (:func:`training_position`), or ``None`` to keep counting passes
+    itself; the same with a ``position`` that returns ``None``.
 
     Subclasses give ``__len__`` (batches per epoch) and ``_epoch_batches``, which plans the epoch
     ``self.epoch`` and returns the function that builds its batch number ``b``.
     """
 
-    def __init__(self, *, position: Callable[[], tuple[int, int]] | None = None) -> None:
+    def __init__(self, *, position: Callable[[], tuple[int, int] | None] | None = None) -> None:
         self.position = position
         self.epoch = 0
         self._start = 0  # batches of the current epoch to skip (set when resuming)
@@ -100,8 +103,9 @@ class ResumableLoader:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[Any]:
-        if self.position is not None:
-            self.epoch, self._start = self.position()
+        where = self.position() if self.position is not None else None
+        if where is not None:
+            self.epoch, self._start = where
         batch = self._epoch_batches()
         start, self._start = self._start, 0
         for b in range(start, len(self)):
@@ -152,7 +156,7 @@ class TensorBatchLoader(ResumableLoader):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        position: Callable[[], tuple[int, int]] | None = None,
+        position: Callable[[], tuple[int, int] | None] | None = None,
         lengths: torch.Tensor | None = None,
         bucket_batches: int = 50,
         device: torch.device | str | None = None,

@@ -239,7 +239,7 @@ class VisionDataModule(L.LightningDataModule):
                                  seed=self.seed, rank=rank, world_size=world, position=self._position,
                                  device=self.batch_device())
 
-    def _position(self) -> tuple[int, int]:
+    def _position(self) -> tuple[int, int] | None:
         return training_position(self.trainer)
 
     def batch_device(self) -> torch.device | None:
