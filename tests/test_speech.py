@@ -12,9 +12,10 @@ import torch
 
 import zoo
 from tasks.data import DataError, SpeechDataModule
-from tasks.data.speech import FSDD_DIGEST, fsdd_recordings, layout_for, read_wav, recordings_digest
+from tasks.data.speech import FSDD_DIGEST, fsdd_recordings, read_wav, recordings_digest
 from tasks.runner import model_config, run
 from tests.conftest import SMALL_DATA, SMALL_MODEL, fast_overrides
+from zoo.audio import layout_for
 from zoo.predict import classify
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 
 from zoo.registry import ZooError
 
-__all__ = ["MISSING", "ColumnCode", "encode", "is_missing", "number", "read_rows", "to_target_units"]
+__all__ = ["MISSING", "ColumnCode", "encode", "is_missing", "number", "read_rows", "read_table", "to_target_units"]
 
 MISSING = frozenset({"", "NA", "NaN", "nan", "N/A", "NULL", "null", "?"})  # cells read as missing
 
@@ -61,9 +61,6 @@ class ColumnCode:
         base = [f"{self.name}={c}" for c in self.categories] if self.categorical else [self.name]
         return base + ([f"{self.name}_missing"] if self.indicator else [])
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def encode(codes: Sequence[ColumnCode], rows: Sequence[Sequence[str]], *,
            error: type[ZooError] = ZooError) -> torch.Tensor:
@@ -100,30 +97,44 @@ def encode(codes: Sequence[ColumnCode], rows: Sequence[Sequence[str]], *,
     return out.float()
 
 
+def read_table(path: str | Path, *, error: type[ZooError] = ZooError) -> tuple[list[str], list[list[str]]]:
+    """Header and data rows of a CSV file (standard library ``csv``); an unnamed first column is R's row names.
+
+    Every problem is one ``error`` naming the file and what to do: missing, not UTF-8, no data rows, a row
+    with another number of fields than the header.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except (FileNotFoundError, IsADirectoryError):
+        raise error(f"{path}: no such file. Pass CSV files with a header row.") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path} is not UTF-8 text ({e}); save it as UTF-8 CSV") from None
+    if len(rows) < 2:
+        got = "it is empty" if not rows else "it has a header row but no data rows"
+        raise error(f"{path}: {got}. A CSV with a header row and at least one data row is expected.")
+    header = [h.strip() for h in rows[0]]
+    if header[0] == "":
+        header[0] = "rownames"  # R's write.csv (Rdatasets) leaves the row-name column unnamed
+    bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != len(header)]
+    if bad:
+        raise error(f"{path}: {len(bad)} row{'s do' if len(bad) > 1 else ' does'} not have the header's "
+                    f"{len(header)} fields (first at line {bad[0]}); is it comma-separated with one header row?")
+    return header, rows[1:]
+
+
 def read_rows(path: str | Path, columns: Sequence[str]) -> list[list[str]]:
     """The cells of ``columns`` (by name, in that order) of every data row of a CSV file with a header row.
 
     Extra columns (the target, an id) are ignored; a missing one is an error naming it.
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            table = [r for r in csv.reader(f) if r]
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file. Pass CSV files with a header row.") from None
-    except (UnicodeDecodeError, IsADirectoryError) as e:
-        raise ZooError(f"{path} is not a UTF-8 CSV file ({e}).") from None
-    if len(table) < 2:
-        raise ZooError(f"{path}: a header row and at least one data row are needed.")
-    header = [h.strip() for h in table[0]]
+    header, rows = read_table(path)
     absent = [c for c in columns if c not in header]
     if absent:
         raise ZooError(f"{path} lacks the column{'s' if len(absent) > 1 else ''} {', '.join(map(repr, absent))} the "
                        f"model was trained on (it needs {', '.join(columns)}).")
     idx = [header.index(c) for c in columns]
-    bad = [i + 2 for i, r in enumerate(table[1:]) if len(r) != len(header)]
-    if bad:
-        raise ZooError(f"{path}: line {bad[0]} does not have the header's {len(header)} fields.")
-    return [[r[j] for j in idx] for r in table[1:]]
+    return [[r[j] for j in idx] for r in rows]
 
 
 def to_target_units(standardised: torch.Tensor, contract: dict[str, Any]) -> torch.Tensor:

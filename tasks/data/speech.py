@@ -4,7 +4,7 @@ Features are computed once (``torchaudio``'s ``MelSpectrogram``; the WAVs are re
 ``wave``) and cached under ``<cache_dir>/speech/``, keyed by a digest of the recordings and the feature
 settings. Every recording is right-padded with silence (or centre-cropped) to ``frames`` frames.
 
-Batch format, chosen by ``layout`` (default: from the model that trains, see :func:`layout_for`):
+Batch format, chosen by ``layout`` (default: from the model that trains, see :func:`zoo.audio.layout_for`):
 
 - ``image``: ``(x (B, 1, n_mels, frames), y (B,))``, the spectrogram as a one-channel picture (CNNs);
 - ``sequence``: ``((x (B, frames, n_mels), padding_mask (B, frames)), y (B,))``, one vector per frame and the
@@ -48,8 +48,6 @@ FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs
 # sha256 of the sorted "<sha256>  fsdd/recordings/<name>" lines of all 3000 recordings (sha256sum's format)
 FSDD_DIGEST = "8f12bbbd51d141d7b73139fc9ba83cf9aaea4b7a385284e7710430761b28b673"
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
-LAYOUTS = audio.LAYOUTS
-LOG_FLOOR = audio.LOG_FLOOR  # log(mel + floor): silence maps to log(1e-6) instead of -inf
 
 
 class Recording(NamedTuple):
@@ -148,9 +146,6 @@ def fsdd_features(root: Path, recordings: list[Recording], *, n_mels: int, frame
             "takes": torch.tensor([r.take for r in recordings])}
 
 
-layout_for = audio.layout_for  # the layout a model takes (image or sequence)
-
-
 def split_by_take(takes: torch.Tensor, *, val_size: int, split_seed: int) -> dict[str, torch.Tensor]:
     """Indices of the official split (takes 0-4: test) with ``val_size`` training files held out for validation."""
     test = (takes < len(FSDD_TEST_TAKES)).nonzero().flatten()
@@ -172,7 +167,7 @@ class SpeechDataModule(L.LightningDataModule):
     Training batches get SpecAugment's masks (Park et al. 2019) on the batch's device: ``freq_masks`` bands of up
     to ``freq_mask`` mel channels and ``time_masks`` spans of up to ``time_mask`` frames per spectrogram, each
     set to zero. ``layout``: ``image`` or ``sequence`` (module docstring); null picks it from the model being
-    trained (:func:`layout_for`). ``on_device``: as :class:`~tasks.data.vision.VisionDataModule`'s.
+    trained (:func:`zoo.audio.layout_for`). ``on_device``: as :class:`~tasks.data.vision.VisionDataModule`'s.
     """
 
     on_device: bool | None = None
@@ -204,7 +199,7 @@ class SpeechDataModule(L.LightningDataModule):
         super().__init__()
         if dataset != "fsdd":
             raise DataError(f"unknown speech dataset {dataset!r}; choose 'fsdd'")
-        if layout not in (None, *LAYOUTS):
+        if layout not in (None, *audio.LAYOUTS):
             raise DataError(f"data.layout={layout!r}; choose image (B, 1, n_mels, frames), sequence "
                             "(B, frames, n_mels) or null (from the model)")
         if min(n_mels, frames, n_fft, hop_length) < 1 or min(freq_masks, freq_mask, time_masks, time_mask) < 0:
@@ -238,7 +233,7 @@ class SpeechDataModule(L.LightningDataModule):
     def _cached_features(self) -> dict[str, torch.Tensor]:
         digest = ensure_fsdd(self.root, download=self.download, manifest=self.manifest)
         settings = {"n_mels": self.n_mels, "frames": self.frames, "n_fft": self.n_fft, "hop_length": self.hop_length}
-        key = hashlib.sha256(json.dumps({"recordings": digest, "log_floor": LOG_FLOOR, **settings},
+        key = hashlib.sha256(json.dumps({"recordings": digest, "log_floor": audio.LOG_FLOOR, **settings},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = cache_root(self.cache_dir) / "speech" / f"fsdd-logmel{self.n_mels}x{self.frames}-{key}.safetensors"
         return cached(path, read=load_file, build=lambda: fsdd_features(self.root, fsdd_recordings(), **settings),
@@ -284,7 +279,7 @@ class SpeechDataModule(L.LightningDataModule):
         if self.layout is not None:
             return self.layout
         module = self.trainer.lightning_module if self.trainer is not None else None
-        return layout_for(getattr(module, "model_name", None))
+        return audio.layout_for(getattr(module, "model_name", None))
 
     def spec_augment(self, x: torch.Tensor) -> torch.Tensor:
         """SpecAugment's frequency and time masks on (B, n_mels, frames), drawn per spectrogram on x's device."""

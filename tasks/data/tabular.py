@@ -8,10 +8,9 @@ of the validation or test rows leaks into training.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from tasks.data.fetch import Remote, ensure_files
 from tasks.data.integrity import DataError
 from tasks.data.loader import TensorBatchLoader, data_device, rank_world, training_position
+from zoo import tabular
 from zoo.tabular import ColumnCode, encode, is_missing, number
 
 TASKS = ("classify", "regress")
@@ -49,23 +49,8 @@ DATASETS: dict[str, TabularSource] = {
 
 
 def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file (standard library ``csv``); an unnamed first column is R's row names."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r]
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e}); save it as UTF-8 CSV") from e
-    if len(rows) < 2:
-        got = "it is empty" if not rows else "it has a header row but no data rows"
-        raise DataError(f"{path}: {got}. A CSV with a header row and at least one data row is expected.")
-    header = [h.strip() for h in rows[0]]
-    if header[0] == "":
-        header[0] = "rownames"  # R's write.csv (Rdatasets) leaves the row-name column unnamed
-    bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != len(header)]
-    if bad:
-        raise DataError(f"{path}: {len(bad)} row{'s do' if len(bad) > 1 else ' does'} not have the header's {len(header)} fields "
-                        f"(first at line {bad[0]}); is it comma-separated with one header row?")
-    return header, rows[1:]
+    """Header and rows of a CSV file (:func:`zoo.tabular.read_table`); a problem is one DataError."""
+    return tabular.read_table(path, error=DataError)
 
 
 def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]], *, categorical: Sequence[str] = (),
@@ -246,7 +231,7 @@ class TabularDataModule(L.LightningDataModule):
         """The input contract a trained model carries: zoo.tabular encodes CSV rows into its input with it."""
         self.setup("fit")
         contract: dict[str, Any] = {"kind": "tabular", "columns": list(self.preprocessor.columns),
-                                    "codes": [c.to_dict() for c in self.preprocessor.codes], "task": self.task,
+                                    "codes": [asdict(c) for c in self.preprocessor.codes], "task": self.task,
                                     "target": self.target}
         if self.task == "classify":
             contract["classes"] = list(self.classes)
