@@ -14,7 +14,7 @@ import torch
 from tasks.data.fetch import Remote, ensure_files, read_text
 from tasks.data.integrity import DataError
 from tasks.data.text_base import TextDataModule, held_out_split, trim_padding
-from tasks.data.text_sources import CLASSIFICATION_FILES, multi30k_file, read_sst2
+from tasks.data.text_sources import CLASSIFICATION_FILES, multi30k_file, read_ag_news, read_sst2
 from tasks.data.tokenize import (
     MASK_ID,
     PAD_ID,
@@ -24,7 +24,10 @@ from tasks.data.tokenize import (
     train_tokenizer,
 )
 
-SOURCES = ("sst2", "multi30k")  # multi30k: the 29,000 English training captions (the German side is unused)
+# multi30k: the 29,000 English training captions (the German side is unused); ag_news: the 7,600 news articles
+# (title and description) of AG News's test split, the one the shared data root holds (labels unused; a model
+# pretrained on them should not then be scored on AG News)
+SOURCES = ("sst2", "multi30k", "ag_news")
 
 
 class TextCorpusDataModule(TextDataModule):
@@ -33,7 +36,7 @@ class TextCorpusDataModule(TextDataModule):
     ``sources``: ``sst2`` (the GLUE training sentences; the ``val_size`` sentences that
     :class:`~tasks.data.TextClassificationDataModule` carves for validation with the same ``split_seed`` are
     this module's validation set, so fine-tuning never validates on text it was pretrained on) and/or
-    ``multi30k`` (English training captions, added to the training text). The test set is SST-2's dev
+    ``multi30k`` (English training captions) and ``ag_news`` (news articles), added to the training text. The test set is SST-2's dev
     sentences (their labels unused). The tokenizer is trained on the training text of all sources, or read
     from ``tokenizer_file``.
     """
@@ -82,6 +85,8 @@ class TextCorpusDataModule(TextDataModule):
         files = {"sst2_train": CLASSIFICATION_FILES["sst2"]["train"], "sst2_dev": CLASSIFICATION_FILES["sst2"]["test"]}
         if "multi30k" in self.sources:
             files["multi30k"] = multi30k_file("train.en")
+        if "ag_news" in self.sources:
+            files["ag_news"] = CLASSIFICATION_FILES["ag_news"]["test"]
         ensure_files("+".join(self.sources), self.root, list(files.values()), download=self.download,
                      manifest=self.manifest)
         return files
@@ -100,6 +105,8 @@ class TextCorpusDataModule(TextDataModule):
         val_texts, train_texts = [texts[i] for i in val_idx], [texts[i] for i in train_idx]
         if "multi30k" in self.sources:
             train_texts += read_text(self.root, files["multi30k"].rel).splitlines()
+        if "ag_news" in self.sources:
+            train_texts += read_ag_news(self.root / files["ag_news"].rel)[0]
         if self.tokenizer_file:
             self.tokenizer = load_tokenizer(self.tokenizer_file)
             if self.tokenizer.token_to_id("<mask>") != self.mask_id:
