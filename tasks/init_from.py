@@ -23,6 +23,7 @@ from torch import nn
 from tasks.checkpoints import write_atomic
 from zoo.checkpoint import InitReport, load_matching
 from zoo.pretrained import read_weights
+from zoo.registry import ZooError
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +56,26 @@ def init_model(model: nn.Module, ckpt: dict[str, Any], *, source: str, out: Path
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "init_from.json", lambda f: f.write((json.dumps(report.to_dict(), indent=2) + "\n").encode()))
     return report
+
+
+def freeze_parameters(model: nn.Module, prefixes: list[str] | tuple[str, ...]) -> int:
+    """Keep the parameters whose names start with one of ``prefixes`` (e.g. ``embed`` or ``encoder.layers.0``)
+    as they are (``requires_grad=False``: the optimizer never sees them); returns how many tensors were frozen.
+
+    The ``freeze=[...]`` key, typically beside ``init_from``: pretrained token embeddings, for one, keep the
+    similarities they learned for the words the fine-tuning data rarely shows. A prefix that names no
+    parameter is an error listing the model's top-level parts.
+    """
+    frozen = 0
+    for prefix in prefixes:
+        hits = [p for name, p in model.named_parameters() if name == prefix or name.startswith(prefix + ".")]
+        if not hits:
+            parts = sorted({name.split(".")[0] for name, _ in model.named_parameters()})
+            raise ZooError(f"freeze=[{prefix}]: {type(model).__name__} has no parameters under '{prefix}'; its "
+                           f"parts are {', '.join(parts)} (name a part, or a dotted path inside one)")
+        for p in hits:
+            p.requires_grad_(False)
+        frozen += len(hits)
+    if frozen:
+        print(f"[freeze] {frozen} tensors kept fixed ({', '.join(prefixes)})", flush=True)
+    return frozen

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tasks.callbacks import SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
-from tasks.init_from import init_model, read_init_checkpoint
+from tasks.init_from import freeze_parameters, init_model, read_init_checkpoint
 from tasks.loggers import finish_runs
 from tasks.resolve import resolve_for_run, resolve_monitor
 from tasks.validate import ConfigError, check_required, validate_config
@@ -89,6 +89,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     if init_from:
         init_model(task.model, init_ckpt, source=str(init_from), out=Path(cfg.paths.output_dir),
                    reset_head=bool(cfg.get("reset_head")))
+    freeze_parameters(task.model, list(cfg.get("freeze") or []))
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False

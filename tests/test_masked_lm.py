@@ -126,3 +126,48 @@ def test_bert_sst2_pretrains_then_fine_tunes_with_the_pretraining_tokenizer(comp
     assert vocab["<mask>"] == MASK_ID
     summary = json.loads((tmp_path / "stages.json").read_text())
     assert set(summary["stages"]) == {"pretrain", "finetune"} and summary["total_time_s"] > 0
+
+
+def test_freeze_keeps_the_named_parameters_fixed_through_training_and_names_the_parts_of_a_wrong_prefix():
+    from tasks.init_from import freeze_parameters
+    from tasks.optim import build_optimizer
+    from zoo.registry import ZooError
+
+    kwargs = {k: v for k, v in TINY.items() if k != "name"}
+    torch.manual_seed(0)
+    model = zoo.create_model("transformer_encoder", task="classify", num_classes=2, **kwargs)
+    assert freeze_parameters(model, ["embed", "encoder.layers.0.attn"]) >= 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = build_optimizer(model, name="adamw", lr=1e-2, weight_decay=0.1)
+    tokens = torch.randint(5, 60, (8, 12))
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(tokens, tokens == PAD_ID), torch.randint(0, 2, (8,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    fixed = [k for k in after if k.startswith(("embed.", "encoder.layers.0.attn."))]
+    assert fixed and all(torch.equal(after[k], before[k]) for k in fixed)  # not even weight decay moved them
+    assert not torch.equal(after["head.weight"], before["head.weight"])  # the rest trains
+    with pytest.raises(ZooError, match=r"no parameters under 'embedding'; its parts are embed, encoder, head"):
+        freeze_parameters(model, ["embedding"])
+
+
+def test_the_freeze_key_reaches_the_model_a_run_builds(compose_cfg):
+    """``freeze=[...]`` (conf/train.yaml) is applied to the model a run builds (after any init_from)."""
+    from tasks.runner import build
+
+    _, task, _, _ = build(compose_cfg("data=mnist", "model=lenet5", "freeze=[features]", "logger=none"))
+    assert not any(p.requires_grad for p in task.model.features.parameters())
+    assert all(p.requires_grad for p in task.model.classifier.parameters())
+
+
+def test_the_pretraining_corpus_adds_each_source_to_the_training_text_only(data_dir):
+    from tasks.data.text_corpus import TextCorpusDataModule
+
+    # bert_sst2's sources and vocabulary with the default cache: the tokenizer is trained once for both tests
+    dm = TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k", "ag_news"], download=False)
+    dm.setup("fit")
+    # SST-2's training phrases but the 1000 that validate, Multi30k's captions, AG News's articles; SST-2's dev
+    # sentences test
+    assert (len(dm.train_set[0]), len(dm.val_set[0]), len(dm.test_set[0])) == (67349 - 1000 + 29000 + 7600, 1000, 872)
