@@ -69,6 +69,16 @@ class ZooTask(L.LightningModule):
         self.log_every_n_steps = log_every_n_steps
         self._rng_to_restore: dict[str, Any] | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning records the hook it is in by setting `_current_fx_name` twice per hook call, ~44 times a
+        # training step; nn.Module.__setattr__ checks every value against parameters, buffers and modules
+        # first. A hook name (a str or None) is none of those, so it is stored directly: the same result,
+        # a few percent of a small model's step (benchmarks/trainer_vs_loop.py --floor).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
 

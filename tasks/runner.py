@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tasks.callbacks import SpeedMonitor
+from tasks.callbacks import QuietProfiler, SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
 from tasks.init_from import freeze_parameters, init_model, read_init_checkpoint
@@ -93,8 +93,9 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     speed = SpeedMonitor()
     callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
     loggers = _instantiate_all(cfg.get("logger")) or False
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()}  # trainer.profiler=simple wins
     trainer = instantiate(_trainer_config(cfg.trainer, task), callbacks=callbacks, logger=loggers,
-                          default_root_dir=cfg.paths.output_dir)
+                          default_root_dir=cfg.paths.output_dir, **profiler)
     _cache_cuda_check(trainer)
     return datamodule, task, trainer, speed
 
