@@ -35,8 +35,8 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
     Lightning names every callback hook it calls, for its profiler, with the callback's ``state_key``: about six
     hooks a training step, whether the callback implements them or not. ModelCheckpoint builds that key anew
-    each time (the repr of a dict of its settings, which never change after ``__init__``); two checkpoint
-    callbacks spent ~50 us a step on it, half a percent of a LeNet-5 step. The key is the same string, so
+    each time (the repr of a dict of its settings, which never change after ``__init__``): 1.8 us a call, ~19 us a
+    step for two checkpoint callbacks (``python benchmarks/lightning_hooks.py``). The key is the same string, so
     checkpoints written by either class resume with the other.
     """
 
