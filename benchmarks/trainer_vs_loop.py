@@ -1,7 +1,7 @@
 """Training throughput of train.py's Trainer path against a plain hand-written PyTorch loop.
 
 Same model, data, batch size, optimizer, schedule, channels-last and thread count, in one process,
-alternating the two paths ``--repeats`` times; prints samples/s and the ratio (goal: >= 0.97).
+alternating the two paths ``--repeats`` times (A-B, then B-A); prints samples/s and the median of the per-repeat ratios (goal: >= 0.97).
 
     python benchmarks/trainer_vs_loop.py                   # lenet5/mnist and resnet20/cifar10
     python benchmarks/trainer_vs_loop.py --cases lenet5:mnist:300 --repeats 5
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -88,6 +89,27 @@ def plain_loop(cfg, steps: int, device: str = "cpu") -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return n / (time.perf_counter() - t0)
+
+
+class GcPauses:
+    """Milliseconds the garbage collector ran, by generation, while it is active (``--gc``)."""
+
+    def __init__(self) -> None:
+        self.ms = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.ms[info["generation"]] += (time.perf_counter() - self._t0) * 1e3
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 class _Tiny(L.LightningModule):
@@ -162,6 +184,9 @@ def main() -> None:
     p.add_argument("--floor", action="store_true",
                    help="also measure Lightning's own per-step cost (a bare Trainer on a model with almost no "
                         "compute) and the best ratio it leaves each case")
+    p.add_argument("--gc", action="store_true",
+                   help="also print the garbage collector's pauses in each path (the Trainer path's whole call: "
+                        "set-up, training, its validation batch and checkpoint)")
     args = p.parse_args()
     if not os.environ.get("ZOO_DATA_DIR"):
         sys.exit("set ZOO_DATA_DIR to the data root (README: Data)")
@@ -182,14 +207,25 @@ def main() -> None:
             cfg = compose_cfg(model, data, steps, out, args.device)
             bs = cfg.data.batch_size
             plain_loop(cfg, min(steps, 5), args.device)  # warm up kernels and the data cache
-            lit, raw = [], []
-            for _ in range(args.repeats):  # alternate, so drifts in machine load hit both paths
-                lit.append(trainer_path(cfg))
-                raw.append(plain_loop(cfg, steps, args.device))
+            lit, raw, lit_gc, raw_gc = [], [], [], []
+            for i in range(args.repeats):  # alternate, A-B then B-A, so drifts in machine load hit both paths
+                for path in (("trainer", "plain") if i % 2 == 0 else ("plain", "trainer")):
+                    with GcPauses() as pauses:
+                        if path == "trainer":
+                            lit.append(trainer_path(cfg))
+                        else:
+                            raw.append(plain_loop(cfg, steps, args.device))
+                    (lit_gc if path == "trainer" else raw_gc).append(pauses.ms)
         t, r = statistics.median(lit), statistics.median(raw)
+        ratios = [a / b for a, b in zip(lit, raw, strict=True)]  # pair by pair: each pair ran back to back
         print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {t:8.0f} samples/s | "
-              f"plain loop {r:8.0f} samples/s | ratio {t / r:.3f}  "
-              f"(per-repeat ratios {', '.join(f'{a / b:.2f}' for a, b in zip(lit, raw, strict=True))})")
+              f"plain loop {r:8.0f} samples/s | median ratio {statistics.median(ratios):.3f}  "
+              f"(per-repeat ratios {', '.join(f'{x:.2f}' for x in ratios)}; ratio of the medians {t / r:.3f})")
+        if args.gc:
+            def pauses(runs: list[list[float]]) -> str:
+                return ", ".join(f"gen{g} {statistics.median(r[g] for r in runs):.1f}" for g in range(3))
+            print(f"{'':>10s}   garbage collection, median ms a repeat: Trainer path {pauses(lit_gc)} | "
+                  f"plain loop {pauses(raw_gc)}")
         if floor is not None:
             step = bs / r * 1e3
             print(f"{'':>10s}   plain step {step:.2f} ms; with Lightning's floor added the best ratio is "

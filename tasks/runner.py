@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tasks.callbacks import QuietProfiler, SpeedMonitor
+from tasks.callbacks import FrozenHeap, QuietProfiler, SpeedMonitor
 from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
 from tasks.init_from import freeze_parameters, init_model, read_init_checkpoint
@@ -91,7 +91,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
                    reset_head=bool(cfg.get("reset_head")))
     freeze_parameters(task.model, list(cfg.get("freeze") or []))
     speed = SpeedMonitor()
-    callbacks = [*_instantiate_all(cfg.get("callbacks")), speed]
+    callbacks = [*_instantiate_all(cfg.get("callbacks")), speed, FrozenHeap()]
     loggers = _instantiate_all(cfg.get("logger")) or False
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()}  # trainer.profiler=simple wins
     trainer = instantiate(_trainer_config(cfg.trainer, task), callbacks=callbacks, logger=loggers,

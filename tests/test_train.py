@@ -113,3 +113,25 @@ def test_the_logged_training_loss_is_the_loss_of_the_step_it_is_written_at(compo
     assert sorted(logged) == [4, 9]  # Lightning writes after steps 5 and 10 (zero-based 4 and 9)
     for step, value in logged.items():
         assert abs(value - losses.by_step[step]) < 1e-6, (step, value, losses.by_step[step], losses.by_step[0])
+
+
+def test_training_runs_with_the_heap_before_it_frozen_and_hands_it_back_after(compose_cfg):
+    import gc
+
+    import lightning as L
+
+    from tasks.runner import build
+
+    class FreezeCount(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.during = gc.get_freeze_count()
+
+    cfg = compose_cfg(*fast_overrides("model=mlp", "model.width=16", "model.depth=1", "trainer.limit_train_batches=2",
+                                      "logger=none", "threads=1"))
+    datamodule, task, trainer, _ = build(cfg)
+    seen = FreezeCount()
+    trainer.callbacks.append(seen)
+    assert gc.get_freeze_count() == 0
+    trainer.fit(task, datamodule=datamodule)
+    assert seen.during > 10_000  # the imported modules, configs and data: out of the full collections' way
+    assert gc.get_freeze_count() == 0  # after fitting the collector sees them again
