@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tasks/ runs from
 
 from tasks.data.loader import TensorBatchLoader
 from tasks.optim import build_optimizer, build_scheduler
+from tasks.precision import resolve_precision
 from tasks.runner import build
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -43,11 +44,14 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def compose_cfg(model: str, data: str, steps: int, out: str, device: str = "cpu"):
     trainer = ["trainer=gpu"] if torch.device(device).type == "cuda" else []
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=[
+        cfg = compose("train", overrides=[
             f"model={model}", f"data={data}", f"paths.output_dir={out}", *trainer,
             "trainer.max_epochs=1", f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=1",
             "trainer.num_sanity_val_steps=0",
         ])
+    # bf16-auto -> what the Trainer will run (bf16-mixed or 32-true): the plain loop and the template do the same
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, str(cfg.trainer.accelerator))
+    return cfg
 
 
 def trainer_path(cfg) -> float:

@@ -27,6 +27,7 @@ from tasks.checkpoints import check_resumable, write_atomic
 from tasks.facts import model_kwargs
 from tasks.init_from import freeze_parameters, init_model, read_init_checkpoint
 from tasks.loggers import finish_runs
+from tasks.precision import AUTO, resolve_precision
 from tasks.resolve import resolve_for_run, resolve_monitor
 from tasks.validate import ConfigError, check_required, validate_config
 from zoo.provenance import collect_provenance
@@ -101,11 +102,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
 
 
 def _trainer_config(trainer_cfg: DictConfig, task: L.LightningModule) -> DictConfig:
-    """``cfg.trainer``, with DDP's unused-parameter search on for tasks that need it (``ddp_find_unused_parameters``).
+    """``cfg.trainer``, with ``precision=bf16-auto`` made Lightning's (``tasks.precision``) and DDP's unused-parameter
+    search on for tasks that need it (``ddp_find_unused_parameters``).
 
     A GAN's discriminator step leaves the generator's parameters out of its graph; DDP without the search
     stops at the second step ("parameters that were not used in producing the loss").
     """
+    if str(trainer_cfg.get("precision")) == AUTO:  # bf16 where it is fast (tasks/precision.py)
+        precision = resolve_precision(AUTO, str(trainer_cfg.get("accelerator", "cpu")))
+        trainer_cfg = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(trainer_cfg, resolve=True)),
+                                      {"precision": precision})
     strategy = trainer_cfg.get("strategy")
     if (getattr(task, "ddp_find_unused_parameters", False) and isinstance(strategy, DictConfig)
             and str(strategy.get("_target_", "")).endswith("DDPStrategy") and not strategy.get("find_unused_parameters")):

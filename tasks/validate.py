@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from tasks.config import CONF_DIR
 from tasks.extras import require_for_target
 from tasks.facts import FACT_KEYS
+from tasks.precision import AUTO
 from tasks.resolve import task_class
 from tasks.signatures import ConfigError, check_signature, check_target, check_value, close_matches
 from zoo.registry import list_models, model_info
@@ -120,6 +121,8 @@ def check_schemas(cfg: DictConfig) -> None:
             check_value(f.name, cfg[f.name], hints[f.name], ranges=RANGES)
     for group in ("trainer", "data", "task"):
         values = _container(cfg, group)
+        if group == "trainer" and isinstance(values, dict) and values.get("precision") == AUTO:
+            values = {**values, "precision": "bf16-mixed"}  # the zoo's own value (tasks/precision.py): one of two
         if isinstance(values, dict) and "_target_" in values:
             check_target(group, values, skip=SUPPLIED.get(group, ()), ranges=RANGES)
     _check_accelerator(_container(cfg, "trainer") or {})

@@ -163,7 +163,7 @@ def test_ddpm_brings_its_task_with_the_ema_and_goal_diffusion_selects_it(compose
     assert cfg.callbacks.ema._target_ == "tasks.ema.EMA"
     validate_config(cfg)  # the 60-minute recipe (conf/recipe/own/ddpm_mnist.yaml) sets task keys of DiffusionTask
     assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.task.fd_every_n_epochs) == (10, 128, 1)
-    assert (cfg.trainer.precision, cfg.task.channels_last) == ("bf16-mixed", False)  # the faster layout here
+    assert (cfg.trainer.precision, cfg.task.channels_last) == ("bf16-auto", False)  # bf16 where native, in NCHW: the faster layout there
     auto = compose_cfg("data=mnist", "model=auto", "goal.task=generate", "goal.generator=diffusion")
     assert (auto.model.name, auto.task._target_) == ("ddpm", "tasks.DiffusionTask")
 

@@ -238,7 +238,7 @@ def test_cifar10_fast_composes_the_recipe(compose_cfg):
     assert cfg.model.name == "airbench94" and cfg.data.val_size == 0 and cfg.data.augment == "flip_translate"
     assert cfg.callbacks.ema._target_ == "tasks.ema.EMA" and cfg.callbacks.ema.lookahead
     assert cfg.task.tta == 2 and cfg.task.optimizer.batch_size == cfg.data.batch_size == 1024
-    assert cfg.monitor.metric is None and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.monitor.metric is None and cfg.trainer.precision == "bf16-auto"
 
 
 def test_cifar10_fast_runs_and_tests_the_averaged_checkpoint(compose_cfg, tmp_path):

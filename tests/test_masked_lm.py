@@ -171,3 +171,19 @@ def test_the_pretraining_corpus_adds_each_source_to_the_training_text_only(data_
     # SST-2's training phrases but the 1000 that validate, Multi30k's captions, AG News's articles; SST-2's dev
     # sentences test
     assert (len(dm.train_set[0]), len(dm.val_set[0]), len(dm.test_set[0])) == (67349 - 1000 + 29000 + 7600, 1000, 872)
+
+
+def test_the_vocabulary_can_come_from_some_sources_while_all_of_them_add_sentences(data_dir):
+    from tasks.data.integrity import DataError
+    from tasks.data.text_corpus import TextCorpusDataModule
+
+    sst2_only = TextCorpusDataModule(root=str(data_dir), sources=["sst2"], download=False)
+    sst2_vocab = TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k"], tokenizer_sources=["sst2"],
+                                      download=False)
+    both = TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k"], download=False)
+    for dm in (sst2_only, sst2_vocab, both):
+        dm.setup("fit")
+    assert sst2_vocab.tokenizer.get_vocab() == sst2_only.tokenizer.get_vocab() != both.tokenizer.get_vocab()
+    assert len(sst2_vocab.train_set[0]) == len(both.train_set[0]) == 67349 - 1000 + 29000
+    with pytest.raises(DataError, match=r"tokenizer_sources=\['ag_news'\]: choose among"):
+        TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k"], tokenizer_sources=["ag_news"])

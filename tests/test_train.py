@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tasks.runner import run
 from tests.conftest import fast_overrides
 
@@ -135,3 +137,17 @@ def test_training_runs_with_the_heap_before_it_frozen_and_hands_it_back_after(co
     trainer.fit(task, datamodule=datamodule)
     assert seen.during > 10_000  # the imported modules, configs and data: out of the full collections' way
     assert gc.get_freeze_count() == 0  # after fitting the collector sees them again
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_runs_bf16_only_where_the_hardware_computes_it(compose_cfg, monkeypatch, native):
+    from tasks import precision
+    from tasks.runner import build
+
+    monkeypatch.setattr(precision, "bf16_is_native", lambda accelerator="cpu": native)
+    assert precision.resolve_precision("bf16-auto") == ("bf16-mixed" if native else "32-true")
+    assert precision.resolve_precision("16-mixed") == "16-mixed"  # any other value is Lightning's, as given
+    cfg = compose_cfg(*fast_overrides("model=mlp", "model.width=16", "model.depth=1", "trainer.precision=bf16-auto",
+                                      "logger=none", "threads=1"))
+    _, _, trainer, _ = build(cfg)
+    assert trainer.precision == ("bf16-mixed" if native else "32-true")

@@ -37,8 +37,9 @@ class TextCorpusDataModule(TextDataModule):
     :class:`~tasks.data.TextClassificationDataModule` carves for validation with the same ``split_seed`` are
     this module's validation set, so fine-tuning never validates on text it was pretrained on) and/or
     ``multi30k`` (English training captions) and ``ag_news`` (news articles), added to the training text. The test set is SST-2's dev
-    sentences (their labels unused). The tokenizer is trained on the training text of all sources, or read
-    from ``tokenizer_file``.
+    sentences (their labels unused). The tokenizer is trained on the training text of ``tokenizer_sources``
+    (None: all sources; e.g. ``[sst2]`` keeps the whole vocabulary for the text fine-tuning will read, the other
+    sources then only add sentences), or read from ``tokenizer_file``.
     """
 
     mask_id = MASK_ID  # the tokenizer's <mask> (train_tokenizer(mask=True))
@@ -60,6 +61,7 @@ class TextCorpusDataModule(TextDataModule):
         tokenizer: str = "wordpiece",
         tokenizer_vocab_size: int = 8000,
         tokenizer_file: str | None = None,
+        tokenizer_sources: Sequence[str] | None = None,
         lowercase: bool = True,
         cache_dir: str | None = None,
         download: bool = True,
@@ -71,6 +73,10 @@ class TextCorpusDataModule(TextDataModule):
         if unknown or not sources:
             raise DataError(f"data.sources={list(sources)}: choose one or more of {', '.join(SOURCES)} (sst2 first: "
                             "its held-out sentences are the validation set)")
+        tok_unknown = [s for s in (tokenizer_sources or ()) if s not in sources]
+        if tok_unknown or (tokenizer_sources is not None and not tokenizer_sources):
+            raise DataError(f"data.tokenizer_sources={list(tokenizer_sources)}: choose among data.sources="
+                            f"{list(sources)} (null: all of them)")
         if "sst2" not in sources:
             raise DataError(f"data.sources={list(sources)} must include sst2: its held-out sentences validate "
                             "and its dev sentences test")
@@ -79,6 +85,7 @@ class TextCorpusDataModule(TextDataModule):
         self.val_size, self.split_seed, self.max_len = val_size, split_seed, max_len
         self.tokenizer_kind, self.tokenizer_vocab_size, self.lowercase = tokenizer, tokenizer_vocab_size, lowercase
         self.tokenizer_file, self.pad_id, self.cache_dir = tokenizer_file, PAD_ID, cache_dir
+        self.tokenizer_sources = tuple(tokenizer_sources) if tokenizer_sources is not None else self.sources
         self.tokenizer = None
 
     def _files(self) -> dict[str, Remote]:
@@ -102,18 +109,21 @@ class TextCorpusDataModule(TextDataModule):
         test_texts, _ = read_sst2(self.root / files["sst2_dev"].rel)
         # TextClassificationDataModule's split: the same sentences are held out in both stages
         val_idx, train_idx = held_out_split(len(texts), val_size=self.val_size, split_seed=self.split_seed)
-        val_texts, train_texts = [texts[i] for i in val_idx], [texts[i] for i in train_idx]
+        val_texts = [texts[i] for i in val_idx]
+        by_source = {"sst2": [texts[i] for i in train_idx]}
         if "multi30k" in self.sources:
-            train_texts += read_text(self.root, files["multi30k"].rel).splitlines()
+            by_source["multi30k"] = read_text(self.root, files["multi30k"].rel).splitlines()
         if "ag_news" in self.sources:
-            train_texts += read_ag_news(self.root / files["ag_news"].rel)[0]
+            by_source["ag_news"] = read_ag_news(self.root / files["ag_news"].rel)[0]
+        train_texts = [t for source in self.sources for t in by_source[source]]
         if self.tokenizer_file:
             self.tokenizer = load_tokenizer(self.tokenizer_file)
             if self.tokenizer.token_to_id("<mask>") != self.mask_id:
                 raise DataError(f"data.tokenizer_file={self.tokenizer_file} has no <mask> token at id {self.mask_id}: "
                                 "pretrain with a tokenizer trained here (drop data.tokenizer_file).")
         else:
-            self.tokenizer = train_tokenizer(train_texts, name="+".join(self.sources) + "-mlm",
+            tok_texts = [t for source in self.tokenizer_sources for t in by_source[source]]
+            self.tokenizer = train_tokenizer(tok_texts, name="+".join(self.tokenizer_sources) + "-mlm",
                                              algorithm=self.tokenizer_kind, vocab_size=self.tokenizer_vocab_size,
                                              lowercase=self.lowercase, cache_dir=self.cache_dir, mask=True)
         self.vocab_size = self.tokenizer.get_vocab_size()
