@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -212,14 +213,14 @@ def main() -> None:
             bs = cfg.data.batch_size
             plain_loop(cfg, min(steps, 5), args.device)  # warm up kernels and the data cache
             lit, raw, lit_gc, raw_gc = [], [], [], []
+            paths = {"trainer": (partial(trainer_path, cfg), lit, lit_gc),
+                     "plain": (partial(plain_loop, cfg, steps, args.device), raw, raw_gc)}
             for i in range(args.repeats):  # alternate, A-B then B-A, so drifts in machine load hit both paths
-                for path in (("trainer", "plain") if i % 2 == 0 else ("plain", "trainer")):
+                for name in (("trainer", "plain") if i % 2 == 0 else ("plain", "trainer")):
+                    measure, rates, gc_ms = paths[name]
                     with GcPauses() as pauses:
-                        if path == "trainer":
-                            lit.append(trainer_path(cfg))
-                        else:
-                            raw.append(plain_loop(cfg, steps, args.device))
-                    (lit_gc if path == "trainer" else raw_gc).append(pauses.ms)
+                        rates.append(measure())
+                    gc_ms.append(pauses.ms)
         t, r = statistics.median(lit), statistics.median(raw)
         ratios = [a / b for a, b in zip(lit, raw, strict=True)]  # pair by pair: each pair ran back to back
         print(f"{model:>10s} / {data:<8s} batch {bs:4d}, {steps} steps: Trainer {t:8.0f} samples/s | "

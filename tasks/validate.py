@@ -122,7 +122,7 @@ def check_schemas(cfg: DictConfig) -> None:
     for group in ("trainer", "data", "task"):
         values = _container(cfg, group)
         if group == "trainer" and isinstance(values, dict) and values.get("precision") == AUTO:
-            values = {**values, "precision": "bf16-mixed"}  # the zoo's own value (tasks/precision.py): one of two
+            values = {**values, "precision": "bf16-mixed"}  # the zoo's own value, checked as what it may become
         if isinstance(values, dict) and "_target_" in values:
             check_target(group, values, skip=SUPPLIED.get(group, ()), ranges=RANGES)
     _check_accelerator(_container(cfg, "trainer") or {})

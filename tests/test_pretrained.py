@@ -88,6 +88,7 @@ def test_every_shipped_model_reproduces_its_card(folder, data_dir):
     # the recipe's precision (bf16 autocast) and test-time augmentation (task.tta) are read from config.json.
     from tasks.data.augment import tta_logits
     from tasks.data.vision import load_arrays
+    from tasks.precision import bf16_is_native
 
     config = json.loads((folder / "config.json").read_text())
     run = config["recipe"]["config"]
@@ -98,7 +99,7 @@ def test_every_shipped_model_reproduces_its_card(folder, data_dir):
     bf16 = str(run["trainer"].get("precision")).startswith("bf16")
     # A CPU without native bf16 (no AVX-512 BF16/AMX) emulates it: the card's bf16 pass over 10,000 images took
     # over 20 min on one such machine. There the weights are checked in float32, within half a point of the card.
-    exact = not bf16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    exact = not bf16 or bf16_is_native("cpu")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and exact):
         pred = torch.cat([tta_logits(model, (x[i : i + 1000].float() / 255 - mean) / std,
                                      level=int(run["task"].get("tta") or 0)).argmax(-1)
