@@ -187,3 +187,33 @@ def test_the_vocabulary_can_come_from_some_sources_while_all_of_them_add_sentenc
     assert len(sst2_vocab.train_set[0]) == len(both.train_set[0]) == 67349 - 1000 + 29000
     with pytest.raises(DataError, match=r"tokenizer_sources=\['ag_news'\]: choose among"):
         TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k"], tokenizer_sources=["ag_news"])
+
+
+def test_whole_sentences_keeps_the_phrases_no_other_phrase_contains():
+    from tasks.data.text_corpus import whole_sentences
+
+    phrases = ["a good film", "good film", "good", "a good film , really", "not  bad ", "not bad", "bad", "film ,"]
+    # word spans, not characters: "od fi" would be inside "good film" as characters but is no phrase here
+    assert whole_sentences(phrases + ["od fi"]) == ["a good film , really", "not bad", "od fi"]
+
+
+def test_the_corpus_can_read_sst2_as_sentences_and_repeat_a_source(data_dir):
+    from tasks.data.integrity import DataError
+    from tasks.data.text_corpus import TextCorpusDataModule
+
+    dm = TextCorpusDataModule(root=str(data_dir), sources=["sst2", "multi30k"], sst2_text="sentences",
+                              source_repeats={"sst2": 3}, download=False)
+    dm.setup("fit")
+    ids = dm.train_set[0]
+    sst2_rows, captions = ids[: len(ids) - 29000], ids[len(ids) - 29000:]
+    sentences = sst2_rows[: len(sst2_rows) // 3]
+    # about 6,900 sentences (6,885 from all 67,349 phrases; holding 1000 out leaves a few of their largest pieces
+    # uncontained), each three times, in order
+    assert len(sst2_rows) % 3 == 0 and 6800 < len(sentences) < 7100
+    assert torch.equal(sst2_rows, sentences.repeat(3, 1))
+    # whole sentences (19 words on average, as in the dev set) are longer than the captions (12 words)
+    assert (sentences != dm.pad_id).sum(1).float().mean() > 1.4 * (captions != dm.pad_id).sum(1).float().mean()
+    with pytest.raises(DataError, match=r"sst2_text='words': choose phrases or sentences"):
+        TextCorpusDataModule(root=str(data_dir), sst2_text="words")
+    with pytest.raises(DataError, match=r"source_repeats=\{'multi30k': 2\}: each key one of data.sources"):
+        TextCorpusDataModule(root=str(data_dir), sources=["sst2"], source_repeats={"multi30k": 2})

@@ -6,6 +6,7 @@ bool, True = pad),)``; the masking itself is the task's (tasks/masked_lm.py), so
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,26 @@ from tasks.data.tokenize import (
 # (title and description) of AG News's test split, the one the shared data root holds (labels unused; a model
 # pretrained on them should not then be scored on AG News)
 SOURCES = ("sst2", "multi30k", "ag_news")
+SST2_TEXTS = ("phrases", "sentences")
+
+
+def whole_sentences(phrases: Sequence[str]) -> list[str]:
+    """The phrases that no other phrase contains, word for word: SST-2's training phrases are cut from the parse
+    trees of about 6,900 sentences, and these are those sentences (in first-seen order, each once).
+
+    Every contiguous proper sub-span of every phrase is looked up among the phrases, so the cost grows with the
+    square of a phrase's length (about 5 s for SST-2's 67,349 training phrases).
+    """
+    normal = [" ".join(p.split()) for p in phrases]
+    known, inside = set(normal), set()
+    for p in normal:
+        starts = [0, *(m.end() for m in re.finditer(" ", p))]
+        ends = [*(a - 1 for a in starts[1:]), len(p)]
+        for i, a in enumerate(starts):
+            for b in ends[i:len(ends) - (i == 0)]:  # every word span but the whole phrase
+                if p[a:b] in known:
+                    inside.add(p[a:b])
+    return list(dict.fromkeys(p for p in normal if p and p not in inside))
 
 
 class TextCorpusDataModule(TextDataModule):
@@ -62,6 +83,8 @@ class TextCorpusDataModule(TextDataModule):
         tokenizer_vocab_size: int = 8000,
         tokenizer_file: str | None = None,
         tokenizer_sources: Sequence[str] | None = None,
+        sst2_text: str = "phrases",
+        source_repeats: dict[str, int] | None = None,
         lowercase: bool = True,
         cache_dir: str | None = None,
         download: bool = True,
@@ -80,6 +103,14 @@ class TextCorpusDataModule(TextDataModule):
         if "sst2" not in sources:
             raise DataError(f"data.sources={list(sources)} must include sst2: its held-out sentences validate "
                             "and its dev sentences test")
+        if sst2_text not in SST2_TEXTS:
+            raise DataError(f"data.sst2_text={sst2_text!r}: choose {' or '.join(SST2_TEXTS)}")
+        repeats = dict(source_repeats or {})
+        bad = {k: v for k, v in repeats.items() if k not in sources or not isinstance(v, int) or v < 1}
+        if bad:
+            raise DataError(f"data.source_repeats={bad}: each key one of data.sources={list(sources)}, each value a "
+                            "whole number >= 1 (copies of that source's text per epoch)")
+        self.sst2_text, self.source_repeats = sst2_text, {s: repeats.get(s, 1) for s in sources}
         self.dataset, self.sources = dataset, tuple(sources)  # dataset: its name in reports
         self.batch_size, self.eval_batch_size, self.bucket_batches = batch_size, eval_batch_size, bucket_batches
         self.val_size, self.split_seed, self.max_len = val_size, split_seed, max_len
@@ -111,10 +142,13 @@ class TextCorpusDataModule(TextDataModule):
         val_idx, train_idx = held_out_split(len(texts), val_size=self.val_size, split_seed=self.split_seed)
         val_texts = [texts[i] for i in val_idx]
         by_source = {"sst2": [texts[i] for i in train_idx]}
+        if self.sst2_text == "sentences":
+            by_source["sst2"] = whole_sentences(by_source["sst2"])
         if "multi30k" in self.sources:
             by_source["multi30k"] = read_text(self.root, files["multi30k"].rel).splitlines()
         if "ag_news" in self.sources:
             by_source["ag_news"] = read_ag_news(self.root / files["ag_news"].rel)[0]
+        by_source = {source: texts * self.source_repeats[source] for source, texts in by_source.items()}
         train_texts = [t for source in self.sources for t in by_source[source]]
         if self.tokenizer_file:
             self.tokenizer = load_tokenizer(self.tokenizer_file)
